@@ -1,0 +1,78 @@
+"""Detection without embedding: per shard, what is pending and since when."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from freshness.diff import diff_docs
+from freshness.runtime import Runtime
+from freshness.sources.base import Discovery
+from freshness.timeutil import as_utc, iso
+
+
+@dataclass
+class PendingSummary:
+    """A shard's changes not yet embedded, as of one scan."""
+
+    shard: str
+    added: int
+    modified: int
+    deleted: int
+    unchanged: int
+    skipped: int
+    complete: bool
+    scanned_at: datetime
+    manifest_version: int
+    oldest_pending_change: datetime | None
+    last_source_change_seen: datetime | None
+
+    @property
+    def pending_docs(self) -> int:
+        return self.added + self.modified + self.deleted
+
+    def as_dict(self) -> dict:
+        value = asdict(self)
+        value["pending_docs"] = self.pending_docs
+        for key in ("scanned_at", "oldest_pending_change", "last_source_change_seen"):
+            value[key] = iso(value[key])
+        return value
+
+
+def detect_shard(rt: Runtime, shard: str) -> PendingSummary:
+    """Diff one shard's listing against its manifest and record the result."""
+    state = rt.shard_state()
+    listing = rt.source.listing(shard)
+    manifest = state.load(shard)
+    changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
+    counts = {k: 0 for k in ("added", "modified", "deleted", "unchanged")}
+    for change in changes["change"].to_pylist():
+        counts[change] += 1
+    pending = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
+    oldest = pc.min(pending["updated_at"]).as_py() if pending.num_rows else None
+    if counts["deleted"]:
+        oldest = min(filter(None, [oldest, listing.scanned_at]))
+    previous = state.read_pending(shard)
+    if oldest and previous and previous.get("manifest_version") == manifest.version:
+        earlier = as_utc(previous.get("oldest_pending_change"))
+        oldest = min(filter(None, [oldest, earlier]))
+    newest = pc.max(listing.docs["updated_at"]).as_py() if listing.docs.num_rows else None
+    summary = PendingSummary(
+        shard, counts["added"], counts["modified"], counts["deleted"], counts["unchanged"],
+        len(listing.skips), listing.complete, listing.scanned_at, manifest.version,
+        oldest, newest,
+    )
+    state.write_pending(shard, summary.as_dict())
+    return summary
+
+
+def detect(rt: Runtime, shards: Sequence[str] | None = None
+           ) -> tuple[Discovery, list[PendingSummary]]:
+    """Discover shards and record what is pending in each."""
+    discovery = rt.source.discover()
+    targets = list(shards) if shards is not None else discovery.shards
+    return discovery, [detect_shard(rt, s) for s in targets]

@@ -1,0 +1,109 @@
+"""Runtime: the source, index, state and model that Settings describe, built lazily."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from freshness.chunking import Chunker
+from freshness.config import Settings
+from freshness.embedding import Embedder
+from freshness.errors import ConfigError
+from freshness.models import ModelSpec, resolve_model
+from freshness.sources import FolderSource, ReplaySource, Source, TableSource
+from freshness.state.manifest import ShardStateStore
+from freshness.state.store import StateStore
+
+
+def build_source(settings: Settings) -> Source:
+    """The source Settings name (folder, Parquet table, DuckDB table or change-log replay)."""
+    kind, path = settings.source_kind, settings.source_path
+    if kind == "replay":
+        if not (settings.replay_snapshot and settings.replay_log):
+            raise ConfigError(
+                "source_kind=replay needs FRESHNESS_REPLAY_SNAPSHOT and FRESHNESS_REPLAY_LOG "
+                "(--snapshot/--replay): the snapshot.parquet and replay.parquet of a change log"
+            )
+        return ReplaySource(settings.replay_snapshot, settings.replay_log,
+                            as_of_seq=settings.replay_as_of_seq,
+                            max_doc_bytes=settings.max_doc_bytes)
+    if not path:
+        raise ConfigError(
+            f"source_kind={kind} needs a path: set FRESHNESS_SOURCE_PATH (or --path)"
+        )
+    if kind == "folder":
+        return FolderSource(path, max_doc_bytes=settings.max_doc_bytes)
+    if kind == "table":
+        return TableSource.from_parquet(path, max_doc_bytes=settings.max_doc_bytes)
+    if kind == "duckdb":
+        if not settings.source_table:
+            raise ConfigError("source_kind=duckdb needs FRESHNESS_SOURCE_TABLE (--table)")
+        return TableSource.from_duckdb(path, settings.source_table,
+                                       max_doc_bytes=settings.max_doc_bytes)
+    raise ConfigError(
+        f"unknown source_kind {kind!r}: use folder, table, duckdb or replay"
+    )
+
+
+def build_index(settings: Settings):
+    """A Qdrant server by URL when FRESHNESS_QDRANT_URL is set, else embedded Qdrant on disk."""
+    if settings.qdrant_url:
+        from freshness.index.client import ClientIndex
+
+        return ClientIndex(url=settings.qdrant_url, api_key=settings.qdrant_api_key,
+                           prefer_grpc=settings.qdrant_prefer_grpc,
+                           timeout_s=settings.qdrant_timeout_s)
+    from freshness.index.edge import EdgeIndex
+
+    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s)
+
+
+class Runtime:
+    """Everything one sync needs; pass `source`/`index`/`embedder` to override (tests, CLI)."""
+
+    def __init__(self, settings: Settings, source: Source | None = None, index=None,
+                 embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        if source is not None:
+            self.source = source
+        if index is not None:
+            self.index = index
+        if embedder is not None:
+            self.embedder = embedder
+
+    @cached_property
+    def source(self) -> Source:
+        return build_source(self.settings)
+
+    @cached_property
+    def index(self):
+        return build_index(self.settings)
+
+    @cached_property
+    def store(self) -> StateStore:
+        return StateStore(self.settings.state_root)
+
+    @cached_property
+    def model_spec(self) -> ModelSpec:
+        return resolve_model(self.settings.model, self.settings.model_revision)
+
+    @cached_property
+    def chunker(self) -> Chunker:
+        spec = self.model_spec
+        return Chunker.for_model(spec.location, spec.max_seq_length, self.settings.chunk_tokens,
+                                 self.settings.overlap_tokens)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return Embedder(self.model_spec, self.settings.device, self.settings.batch_size)
+
+    @property
+    def collection(self) -> str:
+        """The collection the configured model writes to: `<alias>-<model>-<revision>`."""
+        return f"{self.settings.alias}-{self.model_spec.slug}"
+
+    def shard_state(self, collection: str | None = None) -> ShardStateStore:
+        return ShardStateStore(self.store, collection or self.collection)
+
+    def serving_collection(self) -> str | None:
+        """The collection queries see now (behind the alias)."""
+        return self.index.resolve_alias(self.settings.alias)

@@ -1,0 +1,80 @@
+"""The source protocol: what a corpus must offer so its shards can be kept fresh.
+
+A source is read in two steps so change detection stays cheap on large corpora:
+`listing(shard)` returns one row per document with a content hash and update time (no
+content), and `read(shard, doc_ids)` returns the content of just the documents that changed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, Sequence
+
+import pyarrow as pa
+
+LISTING_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("doc_hash", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+DOCS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("content", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+        ("metadata", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A document (or shard) left out of this scan, with the reason and the fix."""
+
+    doc_id: str
+    shard: str | None
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """The shards a source holds now, and the ones refused (e.g. unsafe names)."""
+
+    shards: list[str]
+    skips: list[Skip] = field(default_factory=list)
+
+
+@dataclass
+class Listing:
+    """One shard's documents as the source has them now: ids, hashes, update times."""
+
+    shard: str
+    docs: pa.Table
+    scanned_at: datetime
+    complete: bool = True
+    skips: list[Skip] = field(default_factory=list)
+    notes: Counter = field(default_factory=Counter)
+
+    @property
+    def skipped_doc_ids(self) -> set[str]:
+        """Ids that must be left as indexed: they were seen but could not be read."""
+        return {s.doc_id for s in self.skips}
+
+
+class Source(Protocol):
+    """A corpus split into shards."""
+
+    name: str
+
+    def discover(self) -> Discovery:
+        """List the shards the source holds now."""
+
+    def listing(self, shard: str) -> Listing:
+        """Ids, content hashes (md5 of the UTF-8 text) and update times of a shard's docs."""
+
+    def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
+        """Content of the given docs (DOCS_SCHEMA); ids no longer present are left out."""

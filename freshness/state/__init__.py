@@ -1,0 +1,1 @@
+"""Per-shard state: manifests, pending changes and history under one root (local or URI)."""

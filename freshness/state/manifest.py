@@ -1,0 +1,132 @@
+"""Per-shard manifests: what is indexed for a shard, written atomically by its run alone.
+
+Layout under the state root, per collection and shard:
+  collections/<collection>/shards/<shard>/manifest.json          the commit point
+  collections/<collection>/shards/<shard>/chunks-<version>.parquet  every indexed chunk
+  collections/<collection>/shards/<shard>/history/retired-<version>.parquet  chunks retired
+  collections/<collection>/shards/<shard>/pending.json           last detection result
+A run writes its chunk file first and `manifest.json` last, so a crash leaves the previous
+version in force. Runs of different shards touch disjoint files: no shared writer lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from freshness.errors import StateError
+from freshness.state.store import StateStore
+
+TS = pa.timestamp("us", tz="UTC")
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("doc_hash", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("content_hash", pa.string()),
+        ("point_id", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("source_updated_at", TS),
+        ("embedded_at", TS),
+    ]
+)
+HISTORY_SCHEMA = pa.schema(
+    list(MANIFEST_SCHEMA) + [("superseded_at", TS), ("retired_at", TS)]
+)
+KEEP_OLD_VERSIONS = 1
+
+
+@dataclass
+class ShardManifest:
+    """One shard's committed state in one collection."""
+
+    shard: str
+    collection: str
+    version: int = 0
+    chunks: pa.Table = field(default_factory=MANIFEST_SCHEMA.empty_table)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def doc_count(self) -> int:
+        return len(set(self.chunks.column("doc_id").to_pylist())) if self.chunks.num_rows else 0
+
+
+class ShardStateStore:
+    """Reads and commits the manifests of one collection's shards."""
+
+    def __init__(self, store: StateStore, collection: str) -> None:
+        self.store = store
+        self.collection = collection
+
+    def _dir(self, shard: str) -> tuple[str, ...]:
+        return ("collections", self.collection, "shards", shard)
+
+    def shards(self) -> list[str]:
+        """Shards with a committed manifest."""
+        names = self.store.list_dir("collections", self.collection, "shards")
+        return [n for n in names if self.store.exists(*self._dir(n), "manifest.json")]
+
+    def load(self, shard: str) -> ShardManifest:
+        """The committed manifest, or an empty version-0 one for a new shard."""
+        info = self.store.read_json(*self._dir(shard), "manifest.json")
+        if info is None:
+            return ShardManifest(shard, self.collection)
+        chunks = self.store.read_table(*self._dir(shard), info["chunks_file"])
+        if chunks is None:
+            raise StateError(
+                f"manifest of shard {shard!r} names {info['chunks_file']}, which is missing: "
+                "run `freshness repair` to rebuild it from the index"
+            )
+        return ShardManifest(shard, self.collection, int(info["version"]),
+                             chunks.cast(MANIFEST_SCHEMA), info)
+
+    def commit(self, previous: ShardManifest, chunks: pa.Table, retired: pa.Table,
+               info: dict) -> ShardManifest:
+        """Write a new version after `previous`; refuse when another run got there first."""
+        current = self.store.read_json(*self._dir(previous.shard), "manifest.json")
+        current_version = int(current["version"]) if current else 0
+        if current_version != previous.version:
+            raise StateError(
+                f"shard {previous.shard!r} was committed by another run (version "
+                f"{previous.version} -> {current_version}) while this one ran: rerun it"
+            )
+        version = previous.version + 1
+        chunks_file = f"chunks-{version:08d}.parquet"
+        folder = self._dir(previous.shard)
+        self.store.write_table(chunks.cast(MANIFEST_SCHEMA), *folder, chunks_file)
+        if retired.num_rows:
+            self.store.write_table(retired.cast(HISTORY_SCHEMA), *folder, "history",
+                                   f"retired-{version:08d}.parquet")
+        info = {**info, "shard": previous.shard, "collection": self.collection,
+                "version": version, "chunks_file": chunks_file, "format": 1}
+        self.store.write_json(info, *folder, "manifest.json")
+        self._drop_old_versions(previous.shard, version)
+        return ShardManifest(previous.shard, self.collection, version, chunks, info)
+
+    def touch(self, previous: ShardManifest, info: dict) -> ShardManifest:
+        """Record a no-op sync (new timestamps, same chunks and version)."""
+        info = {**previous.info, **info}
+        self.store.write_json(info, *self._dir(previous.shard), "manifest.json")
+        return ShardManifest(previous.shard, self.collection, previous.version,
+                             previous.chunks, info)
+
+    def _drop_old_versions(self, shard: str, version: int) -> None:
+        for name in self.store.list_dir(*self._dir(shard)):
+            if name.startswith("chunks-") and name.endswith(".parquet"):
+                if int(name[7:15]) < version - KEEP_OLD_VERSIONS:
+                    self.store.delete(*self._dir(shard), name)
+
+    def history(self, shard: str) -> pa.Table:
+        """Every retired chunk version of a shard (HISTORY_SCHEMA)."""
+        folder = (*self._dir(shard), "history")
+        tables = [self.store.read_table(*folder, n) for n in self.store.list_dir(*folder)
+                  if n.endswith(".parquet")]
+        tables = [t.cast(HISTORY_SCHEMA) for t in tables if t is not None]
+        return pa.concat_tables(tables) if tables else HISTORY_SCHEMA.empty_table()
+
+    def write_pending(self, shard: str, pending: dict) -> None:
+        self.store.write_json(pending, *self._dir(shard), "pending.json")
+
+    def read_pending(self, shard: str) -> dict | None:
+        return self.store.read_json(*self._dir(shard), "pending.json")
