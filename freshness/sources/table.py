@@ -20,7 +20,8 @@ from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listi
 from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES
 from freshness.timeutil import utc_now
 
-REQUIRED_COLUMNS = ("doc_id", "shard", "content", "updated_at")
+REQUIRED_COLUMNS = ("doc_id", "shard", "content")
+OPTIONAL_COLUMNS = ("updated_at", "metadata")
 
 
 def _quote(text: str) -> str:
@@ -40,6 +41,7 @@ class TableSource:
         self.name = name
         self.max_doc_bytes = max_doc_bytes
         self._con = con or duckdb.connect()
+        self._con.sql("SET TimeZone = 'UTC'")  # naive timestamps are taken as UTC
         self._lock = threading.Lock()
         self._set_relation(relation_sql)
 
@@ -70,18 +72,21 @@ class TableSource:
             if missing:
                 raise SourceError(
                     f"table source {self.name} lacks column(s) {missing}: it must have "
-                    f"{list(REQUIRED_COLUMNS)} (extra columns become metadata)"
+                    f"{list(REQUIRED_COLUMNS)}, optionally updated_at (extra columns become "
+                    "metadata)"
                 )
-            extra = [c for c in columns if c not in REQUIRED_COLUMNS and c != "metadata"]
+            extra = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
             meta = ", ".join(f"{_quote(c)}: \"{c}\"" for c in extra)
             metadata_sql = f"to_json({{{meta}}})::VARCHAR" if extra else "NULL::VARCHAR"
             if "metadata" in columns:
                 metadata_sql = "metadata::VARCHAR"
+            updated_sql = ("try_cast(updated_at AS TIMESTAMPTZ)" if "updated_at" in columns
+                           else "NULL::TIMESTAMPTZ")
             self._con.sql(
                 f"""CREATE OR REPLACE TEMP VIEW source_docs AS
                 SELECT doc_id::VARCHAR AS doc_id, shard::VARCHAR AS shard,
                        content::VARCHAR AS content,
-                       try_cast(updated_at AS TIMESTAMPTZ) AS updated_at,
+                       {updated_sql} AS updated_at,
                        {metadata_sql} AS metadata
                 FROM source_raw"""
             )
@@ -164,7 +169,9 @@ class TableSource:
             self._con.register("wanted_ids", wanted)
             try:
                 table = self._con.sql(
-                    """SELECT d.doc_id, d.content, d.updated_at, d.metadata
+                    """SELECT d.doc_id, d.content,
+                              least(coalesce(d.updated_at, now()), now()) AS updated_at,
+                              d.metadata
                        FROM source_docs d JOIN wanted_ids w USING (doc_id)
                        WHERE d.shard = ?
                        QUALIFY count(*) OVER (PARTITION BY d.doc_id) = 1""",

@@ -1,0 +1,26 @@
+"""The code location: assets, jobs, schedules, sensors and resources in one Definitions."""
+
+import dagster as dg
+
+from assets.jobs import hourly_reembed_sweep, reembed_job, scan_job
+from assets.resources import FreshnessResource
+from assets.shard_embeddings import shard_embeddings
+from assets.shard_freshness import shard_freshness
+from assets.source_changes import source_changes
+from sensors.source_change_sensor import source_change_sensor
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "freshness_automation",
+    target=dg.AssetSelection.assets(shard_freshness),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+
+defs = dg.Definitions(
+    assets=[source_changes, shard_embeddings, shard_freshness],
+    jobs=[reembed_job, scan_job],
+    schedules=[hourly_reembed_sweep],
+    sensors=[source_change_sensor, automation_sensor],
+    resources={"freshness": FreshnessResource.from_env()},
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real model (loaded once), temporary corpora, runtimes on embedded Qdrant."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from freshness.config import Settings  # noqa: E402
+from freshness.embedding import Embedder  # noqa: E402
+from freshness.models import resolve_model  # noqa: E402
+from freshness.runtime import Runtime  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tldr-replay"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2 on CPU, loaded once for the whole run."""
+    return Embedder(resolve_model(), device="cpu", batch_size=32)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small two-shard folder corpus."""
+    root = tmp_path / "corpus"
+    docs = {
+        "alpha/apples.md": "# Apples\n\nApples grow on trees in orchards.\n\nThey are red or green.",
+        "alpha/pears.md": "# Pears\n\nPears are sweet and grainy.",
+        "beta/boats.md": "# Boats\n\nBoats float on water and carry cargo.",
+        "beta/bikes.txt": "Bicycles have two wheels and pedals.",
+    }
+    for rel, text in docs.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture
+def make_runtime(tmp_path: Path, embedder: Embedder):
+    """Build a Runtime over a folder (or any source) with state and index in tmp_path."""
+
+    def build(source_path: Path | None = None, source=None, index=None, **settings) -> Runtime:
+        values = dict(source_path=str(source_path) if source_path else None,
+                      state_root=str(tmp_path / "state"), index_path=str(tmp_path / "qdrant"),
+                      device="cpu", lock_timeout_s=5.0)
+        values.update(settings)
+        return Runtime(Settings(**values), source=source, index=index, embedder=embedder)
+
+    return build
