@@ -1,1 +1,1 @@
-"""Dagster assets over the freshness core (the code location entry point is `assets.definitions`)."""
+"""Dagster assets over the freshness core; the code location is `assets.definitions`."""

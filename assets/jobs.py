@@ -10,7 +10,6 @@ from assets.source_changes import source_changes
 reembed_job = dg.define_asset_job(
     "reembed_shards",
     selection=[shard_embeddings],
-    partitions_def=shard_partitions,
     description="Re-embed the changed chunks of the requested shard(s).",
 )
 

@@ -17,13 +17,14 @@ def timestamp(value: datetime | str | None) -> dg.MetadataValue | None:
 
 
 def table(data: pa.Table) -> dg.TableMetadataValue:
-    """An Arrow table as a UI table (timestamps as ISO text)."""
+    """An Arrow table as a UI table (timestamps as ISO text, missing values as "")."""
     columns = [dg.TableColumn(f.name, _TYPES.get(str(f.type), "string")) for f in data.schema]
     records = []
     for row in data.to_pylist():
         records.append(dg.TableRecord({
-            k: (v.isoformat(timespec="seconds") if isinstance(v, datetime) else v)
-            for k, v in row.items() if v is not None
+            k: (v.isoformat(timespec="seconds") if isinstance(v, datetime)
+                else "" if v is None else v)
+            for k, v in row.items()
         }))
     return dg.MetadataValue.table(records, dg.TableSchema(columns))
 

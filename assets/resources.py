@@ -3,7 +3,6 @@
 
 import os
 from functools import lru_cache
-from typing import Optional
 
 import dagster as dg
 
@@ -21,14 +20,14 @@ class FreshnessResource(dg.ConfigurableResource):
     """Where the corpus, the state and the Qdrant index live, and which model embeds."""
 
     source_kind: str = "folder"
-    source_path: Optional[str] = None
-    source_table: Optional[str] = None
-    replay_snapshot: Optional[str] = None
-    replay_log: Optional[str] = None
+    source_path: str | None = None
+    source_table: str | None = None
+    replay_snapshot: str | None = None
+    replay_log: str | None = None
     state_root: str = ".freshness/state"
     index_path: str = ".freshness/qdrant"
-    qdrant_url: Optional[str] = None
-    qdrant_api_key: Optional[str] = None
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
     model: str = DEFAULT_MODEL
     device: str = "auto"
     batch_size: int = 64

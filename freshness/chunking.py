@@ -77,7 +77,7 @@ class Chunker:
 
     @classmethod
     def for_model(cls, location: str, max_seq_length: int, chunk_tokens: int | None = None,
-                  overlap_tokens: int = 32) -> "Chunker":
+                  overlap_tokens: int = 32) -> Chunker:
         """A chunker that respects the model's max sequence length (minus [CLS]/[SEP])."""
         limit = max_seq_length - 2
         if chunk_tokens is not None and chunk_tokens > limit:
@@ -102,7 +102,8 @@ class Chunker:
         spans, first = [], 0
         while True:
             last = min(first + self.max_tokens, n)
-            spans.append(Span(start + offsets[first][0], start + offsets[last - 1][1], last - first))
+            char_start, char_end = offsets[first][0], offsets[last - 1][1]
+            spans.append(Span(start + char_start, start + char_end, last - first))
             if last >= n:
                 return spans
             first += step

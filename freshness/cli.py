@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from freshness.config import Settings
 from freshness.errors import FreshnessError
@@ -131,7 +131,10 @@ def cmd_status(args: argparse.Namespace, rt: Runtime) -> int:
     print(f"collection {rt.collection} (serving: {rt.serving_collection()})")
     print(f"{'shard':<20}{'docs':>7}{'chunks':>8}{'pending':>9}  {'last source change':<26}"
           f"{'last embedded':<26}oldest pending")
-    fmt = (lambda t: t.strftime("%Y-%m-%d %H:%M:%S UTC") if t else "-")
+
+    def fmt(t) -> str:
+        return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t else "-"
+
     for r in rows:
         print(f"{r['shard']:<20}{r['docs']:>7}{r['chunks']:>8}{r['pending_docs']:>9}  "
               f"{fmt(r['last_source_change_seen']):<26}{fmt(r['last_embedded_at']):<26}"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Mapping
 
 from freshness.errors import ConfigError
 from freshness.models import DEFAULT_MODEL
@@ -37,7 +37,7 @@ class Settings:
     lock_timeout_s: float = 120.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Settings from FRESHNESS_<FIELD> variables (QDRANT_API_KEY is also read)."""
         env = os.environ if env is None else env
         values: dict = {}
@@ -51,7 +51,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def __repr__(self) -> str:  # never print the API key

@@ -8,8 +8,8 @@ sync embedded; at the end the index is verified deep against the source.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pyarrow as pa
 

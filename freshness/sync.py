@@ -14,9 +14,9 @@ import hashlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -222,7 +222,7 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     texts = [t for w in work for t in w.plan.to_embed["text"].to_pylist()]
     load_started = time.perf_counter()
     if texts:
-        rt.embedder.model  # load (or reuse) the model outside the embedding timer
+        _ = rt.embedder.model  # load (or reuse) the model outside the embedding timer
     model_load_seconds = time.perf_counter() - load_started
     embed_started = time.perf_counter()
     vectors = _embed(rt, texts, progress, logger)

@@ -27,7 +27,8 @@ def corpus(tmp_path: Path) -> Path:
     """A small two-shard folder corpus."""
     root = tmp_path / "corpus"
     docs = {
-        "alpha/apples.md": "# Apples\n\nApples grow on trees in orchards.\n\nThey are red or green.",
+        "alpha/apples.md":
+            "# Apples\n\nApples grow on trees in orchards.\n\nThey are red or green.",
         "alpha/pears.md": "# Pears\n\nPears are sweet and grainy.",
         "beta/boats.md": "# Boats\n\nBoats float on water and carry cargo.",
         "beta/bikes.txt": "Bicycles have two wheels and pedals.",

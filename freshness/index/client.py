@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def _shard_filter(shards: Sequence[str]):
 class ClientShardSession:
     """Operations on one shard's points of a collection."""
 
-    def __init__(self, index: "ClientIndex", collection: str, shard: str) -> None:
+    def __init__(self, index: ClientIndex, collection: str, shard: str) -> None:
         self.index, self.collection, self.shard = index, collection, shard
 
     def upsert(self, points: Sequence[PointRecord]) -> None:

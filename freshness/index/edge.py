@@ -14,8 +14,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -127,7 +127,11 @@ class EdgeIndex:
 
     def _open(self, path: Path, dim: int, create: bool, timeout_s: float):
         from qdrant_edge import (
-            Distance, EdgeConfig, EdgeShard, EdgeVectorParams, PayloadSchemaType,
+            Distance,
+            EdgeConfig,
+            EdgeShard,
+            EdgeVectorParams,
+            PayloadSchemaType,
             UpdateOperation,
         )
 
@@ -141,7 +145,8 @@ class EdgeIndex:
                 config = EdgeConfig(vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine))
                 shard = EdgeShard.create(str(path), config)
                 for field in ("doc_id", "shard"):
-                    shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
+                    shard.update(
+                        UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
                 return shard
             except Exception as exc:  # noqa: BLE001 - qdrant-edge raises plain errors
                 if not _busy(exc) or time.monotonic() > deadline:

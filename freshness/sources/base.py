@@ -8,9 +8,10 @@ content), and `read(shard, doc_ids)` returns the content of just the documents t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import pyarrow as pa
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import pyarrow as pa
 
@@ -85,7 +85,8 @@ class FolderSource:
                 )
             raw = path.read_bytes()
         except OSError as exc:
-            return None, f"cannot read file ({exc.strerror or exc}): check it exists and is readable"
+            reason = exc.strerror or exc
+            return None, f"cannot read file ({reason}): check it exists and is readable"
         if b"\x00" in raw:
             return None, "binary file (contains NUL bytes): exclude it with the glob patterns"
         try:

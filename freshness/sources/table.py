@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import duckdb
 import pyarrow as pa
@@ -46,14 +46,14 @@ class TableSource:
         self._set_relation(relation_sql)
 
     @classmethod
-    def from_parquet(cls, path: str | Path, **kwargs) -> "TableSource":
+    def from_parquet(cls, path: str | Path, **kwargs) -> TableSource:
         """A Parquet file, folder glob or list of files."""
         if "*" not in str(path) and not Path(path).exists():
             raise SourceError(f"table source {str(path)!r} does not exist: pass a Parquet path")
         return cls(f"SELECT * FROM read_parquet({_quote(str(path))})", f"parquet:{path}", **kwargs)
 
     @classmethod
-    def from_duckdb(cls, database: str | Path, table: str, **kwargs) -> "TableSource":
+    def from_duckdb(cls, database: str | Path, table: str, **kwargs) -> TableSource:
         """A table inside a DuckDB database file (opened read-only)."""
         if not Path(database).exists():
             raise SourceError(f"DuckDB database {str(database)!r} does not exist")

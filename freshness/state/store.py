@@ -38,7 +38,8 @@ class StateStore:
             self.fs, self.base = pafs.FileSystem.from_uri(root)
             self.local = isinstance(self.fs, pafs.LocalFileSystem)
         else:
-            self.fs, self.base, self.local = pafs.LocalFileSystem(), str(Path(root).absolute()), True
+            self.fs, self.local = pafs.LocalFileSystem(), True
+            self.base = str(Path(root).absolute())
         self.base = self.base.rstrip("/")
 
     def path(self, *segments: str) -> str:

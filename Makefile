@@ -1,0 +1,41 @@
+# Two entry points: `make demo` (set up + run the Dagster demo) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# CPU torch by default; on a GPU machine: make demo TORCH_SPEC="torch"
+TORCH_SPEC ?= torch==2.13.0
+DEMO ?= .demo
+BIN := $(VENV)/bin
+DEMO_ENV := DAGSTER_HOME=$(abspath $(DEMO))/dagster_home \
+	FRESHNESS_SOURCE_PATH=$(abspath $(DEMO))/corpus \
+	FRESHNESS_STATE_ROOT=$(abspath $(DEMO))/state \
+	FRESHNESS_INDEX_PATH=$(abspath $(DEMO))/qdrant \
+	HF_HUB_OFFLINE=1
+
+.PHONY: install demo test lint clean-demo
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+$(DEMO)/corpus: | $(BIN)/.installed
+	$(BIN)/freshness demo-corpus $(DEMO)/corpus
+
+demo: install $(DEMO)/corpus
+	mkdir -p $(DEMO)/dagster_home
+	cp instance/dagster.yaml $(DEMO)/dagster_home/dagster.yaml
+	@echo "Dagster UI on http://127.0.0.1:3000 — edit files under $(DEMO)/corpus and watch the sensor."
+	$(DEMO_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+clean-demo:
+	rm -rf $(DEMO)

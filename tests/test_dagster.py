@@ -1,0 +1,89 @@
+"""The Dagster layer for real: definitions, materializations, sensor ticks, schedule."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from assets.definitions import defs
+from assets.jobs import hourly_reembed_sweep
+from assets.partitions import shard_partitions
+from assets.resources import FreshnessResource
+from assets.shard_embeddings import shard_embeddings
+from assets.shard_freshness import shard_freshness
+from assets.source_changes import source_changes
+from sensors.source_change_sensor import source_change_sensor
+
+
+@pytest.fixture
+def resource(corpus, tmp_path, embedder) -> FreshnessResource:
+    return FreshnessResource(source_path=str(corpus), state_root=str(tmp_path / "state"),
+                             index_path=str(tmp_path / "qdrant"), device="cpu")
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    assert {"reembed_shards", "scan_sources"} <= {j.name for j in repo.get_all_jobs()}
+    assert repo.get_sensor_def("source_change_sensor").default_status == \
+        dg.DefaultSensorStatus.RUNNING
+
+
+def test_materialize_scan_embed_and_freshness(resource):
+    instance = dg.DagsterInstance.ephemeral()
+    scan = dg.materialize([source_changes], resources={"freshness": resource},
+                          instance=instance)
+    assert scan.success
+    assert sorted(instance.get_dynamic_partitions("shards")) == ["alpha", "beta"]
+    meta = scan.asset_materializations_for_node("source_changes")[0].metadata
+    assert meta["pending_docs"].value == 4
+
+    embed = dg.materialize([shard_embeddings], partition_key="alpha", instance=instance,
+                           resources={"freshness": resource})
+    assert embed.success
+    meta = embed.asset_materializations_for_node("shard_embeddings")[0].metadata
+    assert meta["chunks_embedded"].value == 2 and meta["docs_added"].value == 2
+    assert meta["last_embedded_at"].value > 0
+
+    fresh = dg.materialize([shard_freshness], resources={"freshness": resource},
+                           instance=instance)
+    meta = fresh.asset_materializations_for_node("shard_freshness")[0].metadata
+    rows = {r.data["shard"]: r.data for r in meta["shard_timestamps"].value.records}
+    assert rows["alpha"]["pending_docs"] == 0 and rows["alpha"]["chunks"] == 2
+    assert rows["alpha"]["oldest_pending_change"] == ""
+    assert rows["beta"]["pending_docs"] == 2 and rows["beta"]["oldest_pending_change"]
+
+
+def test_sensor_registers_shards_and_requests_runs_only_for_pending(resource, corpus):
+    instance = dg.DagsterInstance.ephemeral()
+    context = dg.build_sensor_context(instance=instance, resources={"freshness": resource})
+    result = source_change_sensor(context)
+    assert result.dynamic_partitions_requests[0].partition_keys == ["alpha", "beta"]
+    assert sorted(r.partition_key for r in result.run_requests) == ["alpha", "beta"]
+
+    instance.add_dynamic_partitions("shards", ["alpha", "beta"])
+    for shard in ("alpha", "beta"):
+        dg.materialize([shard_embeddings], partition_key=shard, instance=instance,
+                       resources={"freshness": resource})
+    quiet = source_change_sensor(dg.build_sensor_context(instance=instance,
+                                                         resources={"freshness": resource}))
+    assert quiet.run_requests == [] and quiet.dynamic_partitions_requests == []
+
+    (corpus / "beta" / "boats.md").write_text("# Boats\n\nCanoes are paddled.")
+    tick = source_change_sensor(dg.build_sensor_context(instance=instance,
+                                                        resources={"freshness": resource}))
+    assert [r.partition_key for r in tick.run_requests] == ["beta"]
+    again = source_change_sensor(dg.build_sensor_context(instance=instance,
+                                                         resources={"freshness": resource}))
+    assert again.run_requests[0].run_key == tick.run_requests[0].run_key  # deduplicated
+
+
+def test_hourly_sweep_requests_every_known_shard():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(shard_partitions.name, ["a", "b"])
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 1, 1, 5, tzinfo=timezone.utc))
+        requests = hourly_reembed_sweep(context)
+    assert sorted(r.partition_key for r in requests) == ["a", "b"]
+    assert requests[0].run_key == "sweep:a:2026-01-01T05"
