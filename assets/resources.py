@@ -31,6 +31,8 @@ class FreshnessResource(dg.ConfigurableResource):
     model: str = DEFAULT_MODEL
     device: str = "auto"
     batch_size: int = 64
+    budget_gpu_seconds_per_day: float = 3600.0
+    max_staleness_hours: float | None = None
 
     def settings(self) -> Settings:
         values = {k: v for k, v in self.model_dump().items() if v is not None}
@@ -51,4 +53,6 @@ class FreshnessResource(dg.ConfigurableResource):
             replay_log=base.replay_log, state_root=base.state_root, index_path=base.index_path,
             qdrant_url=base.qdrant_url, qdrant_api_key=api_key, model=base.model,
             device=base.device, batch_size=base.batch_size,
+            budget_gpu_seconds_per_day=base.budget_gpu_seconds_per_day,
+            max_staleness_hours=base.max_staleness_hours,
         )

@@ -26,6 +26,11 @@ class Settings:
     qdrant_api_key: str | None = None
     qdrant_prefer_grpc: bool = False
     qdrant_timeout_s: int = 30
+    qdrant_grpc_port: int = 6334
+    qdrant_retries: int = 6
+    qdrant_backoff_s: float = 1.0
+    qdrant_replication_factor: int | None = None
+    qdrant_shard_number: int | None = None
     alias: str = "chunks"
     model: str = DEFAULT_MODEL
     model_revision: str | None = None
@@ -35,6 +40,13 @@ class Settings:
     overlap_tokens: int = 32
     max_doc_bytes: int = 2_000_000
     lock_timeout_s: float = 120.0
+    # Cadence policy (see docs/policy.md)
+    budget_gpu_seconds_per_day: float = 3600.0
+    max_staleness_hours: float | None = None  # per-shard SLA: embed a change within this
+    min_interval_minutes: float = 0.0
+    run_overhead_s: float = 20.0  # prior until runs are measured
+    per_chunk_s: float = 0.002
+    batch_shards: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:

@@ -12,7 +12,10 @@ import pyarrow.compute as pc
 from freshness.diff import diff_docs
 from freshness.runtime import Runtime
 from freshness.sources.base import Discovery
+from freshness.state.rate_history import RateHistory
 from freshness.timeutil import as_utc, iso
+
+DAY = 86400.0
 
 
 @dataclass
@@ -30,10 +33,27 @@ class PendingSummary:
     manifest_version: int
     oldest_pending_change: datetime | None
     last_source_change_seen: datetime | None
+    docs: int = 0
+    pending_since_sum_days: float = 0.0  # sum over pending docs of their change time (days)
+    rate_per_doc_day: float | None = None
+    rate_spike: bool = False
 
     @property
     def pending_docs(self) -> int:
         return self.added + self.modified + self.deleted
+
+    def pending_doc_days(self, now: datetime) -> float:
+        """Sum over pending docs of the days each has waited (staleness debt, unweighted)."""
+        return max(0.0, self.pending_docs * now.timestamp() / DAY - self.pending_since_sum_days)
+
+    @classmethod
+    def from_dict(cls, value: dict) -> PendingSummary:
+        """Inverse of `as_dict` (as stored in pending.json)."""
+        names = set(cls.__dataclass_fields__)
+        kept = {k: v for k, v in value.items() if k in names}
+        for key in ("scanned_at", "oldest_pending_change", "last_source_change_seen"):
+            kept[key] = as_utc(kept.get(key))
+        return cls(**kept)
 
     def as_dict(self) -> dict:
         value = asdict(self)
@@ -43,10 +63,11 @@ class PendingSummary:
         return value
 
 
-def detect_shard(rt: Runtime, shard: str) -> PendingSummary:
-    """Diff one shard's listing against its manifest and record the result."""
+def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSummary:
+    """Diff one shard's listing against its manifest; record the result and the poll."""
     state = rt.shard_state()
     listing = rt.source.listing(shard)
+    rate = RateHistory(rt.store).record(listing) if record_rate else None
     manifest = state.load(shard)
     changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
     counts = {k: 0 for k in ("added", "modified", "deleted", "unchanged")}
@@ -61,10 +82,14 @@ def detect_shard(rt: Runtime, shard: str) -> PendingSummary:
         earlier = as_utc(previous.get("oldest_pending_change"))
         oldest = min(filter(None, [oldest, earlier]))
     newest = pc.max(listing.docs["updated_at"]).as_py() if listing.docs.num_rows else None
+    since = [t.timestamp() / DAY for t in pending["updated_at"].to_pylist() if t]
+    since += [listing.scanned_at.timestamp() / DAY] * counts["deleted"]
     summary = PendingSummary(
         shard, counts["added"], counts["modified"], counts["deleted"], counts["unchanged"],
         len(listing.skips), listing.complete, listing.scanned_at, manifest.version,
-        oldest, newest,
+        oldest, newest, docs=listing.docs.num_rows, pending_since_sum_days=sum(since),
+        rate_per_doc_day=rate.rate_per_doc_day if rate else None,
+        rate_spike=rate.spike if rate else False,
     )
     state.write_pending(shard, summary.as_dict())
     return summary

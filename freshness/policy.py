@@ -16,8 +16,8 @@ Cho & Garcia-Molina (TODS 2003), exposed for comparison and for periodic deploym
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -13,8 +13,8 @@ Rates are per doc per unit of the time argument (use days throughout the package
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from scipy import optimize, stats
 
@@ -131,3 +131,25 @@ class PoissonCusum:
                 alarms.append(index)
                 self.statistic = 0.0
         return alarms
+
+
+def grouped_poll_rate_mle(intervals: Sequence[float], changed: Sequence[int],
+                          totals: Sequence[int]) -> float:
+    """`irregular_rate_mle` for polls of many docs: poll k covered `totals[k]` docs over
+    `intervals[k]`, of which `changed[k]` had changed. Solves
+    sum_k X_k I_k / (exp(rate I_k) - 1) = sum_k (N_k - X_k) I_k."""
+    polls = [(float(i), int(x), int(n)) for i, x, n in zip(intervals, changed, totals)
+             if i > 0 and n > 0]
+    quiet = sum((n - x) * i for i, x, n in polls)
+    if not any(x for _, x, _ in polls):
+        return 0.0
+    if quiet == 0:
+        return math.inf
+
+    def balance(rate: float) -> float:
+        return sum(x * i / math.expm1(rate * i) for i, x, _ in polls if x) - quiet
+
+    high = 1.0
+    while balance(high) > 0:
+        high *= 2
+    return float(optimize.brentq(balance, 1e-12, high, xtol=1e-14, rtol=1e-12))

@@ -51,7 +51,11 @@ def build_index(settings: Settings):
 
         return ClientIndex(url=settings.qdrant_url, api_key=settings.qdrant_api_key,
                            prefer_grpc=settings.qdrant_prefer_grpc,
-                           timeout_s=settings.qdrant_timeout_s)
+                           timeout_s=settings.qdrant_timeout_s,
+                           grpc_port=settings.qdrant_grpc_port, retries=settings.qdrant_retries,
+                           backoff_s=settings.qdrant_backoff_s,
+                           replication_factor=settings.qdrant_replication_factor,
+                           shard_number=settings.qdrant_shard_number)
     from freshness.index.edge import EdgeIndex
 
     return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s)

@@ -72,7 +72,7 @@ class ChangeLog:
 
     @classmethod
     def from_tables(cls, snapshot: pa.Table, changes: pa.Table, zipf_s: float = 1.0,
-                    seed: int = 0, popularity: dict[str, float] | None = None) -> "ChangeLog":
+                    seed: int = 0, popularity: dict[str, float] | None = None) -> ChangeLog:
         """From the replay schema: snapshot (path, shard) and changes (committed_at, path,
         shard, op) in replay order."""
         start = min(c.timestamp() for c in changes["committed_at"].to_pylist()[:1]

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from freshness.diff import ChunkPlan, damaged_docs, diff_docs, plan_chunks
 from freshness.errors import FreshnessError
 from freshness.index.base import PointRecord
+from freshness.run_log import record_run
 from freshness.runtime import Runtime
 from freshness.shard_names import shard_name_problem
 from freshness.sources.base import Listing, Skip
@@ -239,6 +240,9 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
         offset += n
 
     switched = maybe_switch_alias(rt, discovery.shards)
+    record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
+               model_load_seconds, time.perf_counter() - started,
+               rt.embedder.device if texts else None)
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),
                       discovery.skips, embed_seconds, time.perf_counter() - started,
                       model_load_seconds)

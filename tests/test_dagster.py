@@ -1,5 +1,6 @@
 """The Dagster layer for real: definitions, materializations, sensor ticks, schedule."""
 
+import json
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -54,28 +55,46 @@ def test_materialize_scan_embed_and_freshness(resource):
     assert rows["beta"]["pending_docs"] == 2 and rows["beta"]["oldest_pending_change"]
 
 
-def test_sensor_registers_shards_and_requests_runs_only_for_pending(resource, corpus):
-    instance = dg.DagsterInstance.ephemeral()
-    context = dg.build_sensor_context(instance=instance, resources={"freshness": resource})
-    result = source_change_sensor(context)
-    assert result.dynamic_partitions_requests[0].partition_keys == ["alpha", "beta"]
-    assert sorted(r.partition_key for r in result.run_requests) == ["alpha", "beta"]
+def tick(instance, resource, cursor=None):
+    context = dg.build_sensor_context(instance=instance, resources={"freshness": resource},
+                                      cursor=cursor)
+    return source_change_sensor(context)
 
+
+def test_sensor_registers_shards_and_batches_the_first_build(resource):
+    instance = dg.DagsterInstance.ephemeral()
+    result = tick(instance, resource)
+    assert result.dynamic_partitions_requests[0].partition_keys == ["alpha", "beta"]
+    (request,) = result.run_requests  # one run for both shards: the model loads once
+    assert request.tags["dagster/asset_partition_range_start"] == "alpha"
+    assert request.tags["dagster/asset_partition_range_end"] == "beta"
+    assert json.loads(result.cursor)["pending"] == ["alpha", "beta"]
+
+
+def test_sensor_requests_runs_only_when_the_policy_says_so(resource, corpus):
+    instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("shards", ["alpha", "beta"])
+    first = tick(instance, resource)
     for shard in ("alpha", "beta"):
         dg.materialize([shard_embeddings], partition_key=shard, instance=instance,
                        resources={"freshness": resource})
-    quiet = source_change_sensor(dg.build_sensor_context(instance=instance,
-                                                         resources={"freshness": resource}))
+    quiet = tick(instance, resource, first.cursor)
     assert quiet.run_requests == [] and quiet.dynamic_partitions_requests == []
+    assert json.loads(quiet.cursor)["pending"] == []
 
     (corpus / "beta" / "boats.md").write_text("# Boats\n\nCanoes are paddled.")
-    tick = source_change_sensor(dg.build_sensor_context(instance=instance,
-                                                        resources={"freshness": resource}))
-    assert [r.partition_key for r in tick.run_requests] == ["beta"]
-    again = source_change_sensor(dg.build_sensor_context(instance=instance,
-                                                         resources={"freshness": resource}))
-    assert again.run_requests[0].run_key == tick.run_requests[0].run_key  # deduplicated
+    thrifty = FreshnessResource(**{**resource.model_dump(), "budget_gpu_seconds_per_day": 1e-6})
+    held = tick(instance, thrifty, quiet.cursor)
+    assert held.run_requests == []  # debt far below what one run is worth at this budget
+    assert json.loads(held.cursor)["pending"] == ["beta"]
+
+    due = tick(instance, resource, held.cursor)  # ample budget: due at once
+    assert [r.partition_key for r in due.run_requests] == ["beta"]
+    again = tick(instance, resource, held.cursor)
+    assert again.run_requests[0].run_key == due.run_requests[0].run_key  # deduplicated
+
+    sla = FreshnessResource(**{**thrifty.model_dump(), "max_staleness_hours": 1e-9})
+    assert [r.partition_key for r in tick(instance, sla, held.cursor).run_requests] == ["beta"]
 
 
 def test_hourly_sweep_requests_every_known_shard():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
@@ -27,30 +28,47 @@ class QdrantUnavailableError(FreshnessError):
     """The Qdrant server kept failing after retries."""
 
 
-def _retrying(call: Callable[[], T], what: str, retries: int, backoff_s: float) -> T:
-    from qdrant_client.http.exceptions import UnexpectedResponse
+_RETRIED_GRPC_CODES = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
 
+
+def _transient(exc: Exception) -> tuple[bool, float | None]:
+    """(retry?, server-advised wait) for an error raised by qdrant-client."""
+    from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(exc, ResourceExhaustedResponse):
+        return True, float(exc.retry_after_s)
+    if isinstance(exc, UnexpectedResponse):
+        code = exc.status_code
+        return code is None or code >= 500 or code == 429, None
+    if isinstance(exc, (ResponseHandlingException, ConnectionError, TimeoutError, OSError)):
+        return True, None
+    module = type(exc).__module__.split(".")[0]
+    if module == "grpc":
+        code = getattr(exc, "code", lambda: None)()
+        return getattr(code, "name", "") in _RETRIED_GRPC_CODES, None
+    return module in {"httpx", "httpcore"}, None
+
+
+def _retrying(call: Callable[[], T], what: str, retries: int, backoff_s: float,
+              max_backoff_s: float = 30.0) -> T:
+    """Call with exponential backoff (full jitter) on transient errors only."""
     for attempt in range(retries + 1):
         try:
             return call()
-        except UnexpectedResponse as exc:
-            if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 429:
+        except Exception as exc:  # noqa: BLE001 - classified below
+            retry, advised = _transient(exc)
+            if not retry:
                 raise
-            error: Exception = exc
-        except (ConnectionError, TimeoutError, OSError) as exc:
-            error = exc
-        except Exception as exc:  # httpx / grpc transport errors
-            if type(exc).__module__.split(".")[0] not in {"httpx", "httpcore", "grpc"}:
-                raise
-            error = exc
-        if attempt == retries:
-            raise QdrantUnavailableError(
-                f"Qdrant {what} failed after {retries + 1} attempts ({error}): check "
-                "FRESHNESS_QDRANT_URL and that the server is up; no state was advanced"
-            ) from error
-        delay = backoff_s * 2**attempt
-        log.warning("qdrant %s failed (%s); retry %d in %.1fs", what, error, attempt + 1, delay)
-        time.sleep(delay)
+            if attempt == retries:
+                raise QdrantUnavailableError(
+                    f"Qdrant {what} failed after {retries + 1} attempts ({exc}): check "
+                    "FRESHNESS_QDRANT_URL and that the server is up; no state was advanced"
+                ) from exc
+            delay = advised if advised is not None else \
+                random.uniform(0, min(max_backoff_s, backoff_s * 2**attempt))
+            log.warning("qdrant %s failed (%s); retry %d in %.1fs", what, exc, attempt + 1, delay)
+            time.sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -78,9 +96,13 @@ class ClientShardSession:
                 self.collection, points=s, wait=True), "upsert")
 
     def set_payload(self, updates: dict[str, dict]) -> None:
-        for point_id, payload in updates.items():
-            self.index.call(lambda i=point_id, p=payload: self.index.client.set_payload(
-                self.collection, payload=p, points=[i], wait=True), "set_payload")
+        from qdrant_client import models
+
+        operations = [models.SetPayloadOperation(set_payload=models.SetPayload(
+            payload=payload, points=[point_id])) for point_id, payload in updates.items()]
+        for batch in batched(operations):
+            self.index.call(lambda b=batch: self.index.client.batch_update_points(
+                self.collection, update_operations=list(b), wait=True), "set_payload")
 
     def delete(self, ids: Iterable[str]) -> None:
         from qdrant_client import models
@@ -115,7 +137,9 @@ class ClientIndex:
 
     def __init__(self, url: str | None = None, api_key: str | None = None,
                  path: str | None = None, prefer_grpc: bool = False, timeout_s: int = 30,
-                 retries: int = 4, backoff_s: float = 0.5, client=None) -> None:
+                 retries: int = 6, backoff_s: float = 1.0, client=None,
+                 grpc_port: int = 6334, replication_factor: int | None = None,
+                 shard_number: int | None = None) -> None:
         from qdrant_client import QdrantClient
 
         if client is not None:
@@ -124,23 +148,31 @@ class ClientIndex:
             self.client = QdrantClient(location=":memory:")
         elif url is not None:
             self.client = QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc,
-                                       timeout=timeout_s)
+                                       grpc_port=grpc_port, timeout=timeout_s)
         else:
             self.client = QdrantClient(path=path)
         self.retries, self.backoff_s = retries, backoff_s
+        self.replication_factor, self.shard_number = replication_factor, shard_number
 
     def call(self, fn: Callable[[], T], what: str) -> T:
         return _retrying(fn, what, self.retries, self.backoff_s)
 
     def ensure_collection(self, collection: str, dim: int) -> None:
         from qdrant_client import models
+        from qdrant_client.http.exceptions import UnexpectedResponse
 
         if self.call(lambda: self.client.collection_exists(collection), "collection_exists"):
             return
-        self.call(lambda: self.client.create_collection(
-            collection, vectors_config=models.VectorParams(size=dim,
-                                                           distance=models.Distance.COSINE)),
-            "create_collection")
+        try:
+            self.call(lambda: self.client.create_collection(
+                collection, on_disk_payload=True, replication_factor=self.replication_factor,
+                shard_number=self.shard_number,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)),
+                "create_collection")
+        except UnexpectedResponse as exc:  # another shard run created it first
+            if not self.client.collection_exists(collection):
+                raise
+            log.info("collection %s was created concurrently (%s)", collection, exc)
         for field, tenant in (("shard", True), ("doc_id", False)):
             schema = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD,
                                                is_tenant=tenant)
@@ -160,10 +192,11 @@ class ClientIndex:
     def search(self, target: str, vector: np.ndarray, limit: int = 5,
                shards: Sequence[str] | None = None) -> SearchResult:
         collection = self.resolve_alias(target) or target
-        if not self.call(lambda: self.client.collection_exists(target), "collection_exists"):
+        if not self.call(lambda: self.client.collection_exists(collection),
+                         "collection_exists"):
             return SearchResult([], None)
         response = self.call(lambda: self.client.query_points(
-            target, query=np.asarray(vector, np.float32).tolist(), limit=limit,
+            collection, query=np.asarray(vector, np.float32).tolist(), limit=limit,
             query_filter=_shard_filter(shards) if shards else None, with_payload=True), "query")
         hits = [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
         return SearchResult(hits, collection)
@@ -173,16 +206,23 @@ class ClientIndex:
         return next((a.collection_name for a in aliases if a.alias_name == alias), None)
 
     def set_alias(self, alias: str, collection: str) -> None:
+        """Point `alias` at `collection` in one atomic alias update (retried as a whole)."""
         from qdrant_client import models
 
-        operations = []
-        if self.resolve_alias(alias):
-            operations.append(models.DeleteAliasOperation(
-                delete_alias=models.DeleteAlias(alias_name=alias)))
-        operations.append(models.CreateAliasOperation(create_alias=models.CreateAlias(
-            collection_name=collection, alias_name=alias)))
-        self.call(lambda: self.client.update_collection_aliases(
-            change_aliases_operations=operations), "update_collection_aliases")
+        def switch() -> None:
+            current = next((a.collection_name for a in self.client.get_aliases().aliases
+                            if a.alias_name == alias), None)
+            if current == collection:
+                return
+            operations = []
+            if current:
+                operations.append(models.DeleteAliasOperation(
+                    delete_alias=models.DeleteAlias(alias_name=alias)))
+            operations.append(models.CreateAliasOperation(create_alias=models.CreateAlias(
+                collection_name=collection, alias_name=alias)))
+            self.client.update_collection_aliases(change_aliases_operations=operations)
+
+        self.call(switch, "update_collection_aliases")
 
     def collections(self) -> list[str]:
         response = self.call(lambda: self.client.get_collections(), "get_collections")

@@ -79,3 +79,9 @@ class Source(Protocol):
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         """Content of the given docs (DOCS_SCHEMA); ids no longer present are left out."""
+
+    def change_tokens(self) -> dict[str, str]:
+        """A cheap per-shard fingerprint that changes when the shard's docs change.
+
+        Used by sensors to poll without listing: only shards whose token moved are scanned.
+        """

@@ -63,6 +63,16 @@ class FolderSource:
                 shards.append(child.name)
         return Discovery(shards=shards, skips=skips)
 
+    def change_tokens(self) -> dict[str, str]:
+        """Per shard: file count, newest mtime and total size (stat only, no reads)."""
+        self._require_root()
+        tokens: dict[str, list[int]] = {}
+        for shard in self.discover().shards:
+            stats = [p.stat() for p in self._files(shard) or []]
+            tokens[shard] = [len(stats), max((s.st_mtime_ns for s in stats), default=0),
+                             sum(s.st_size for s in stats)]
+        return {k: "-".join(map(str, v)) for k, v in tokens.items()}
+
     def _files(self, shard: str) -> list[Path] | None:
         if shard == ROOT_SHARD:
             return sorted(p for p in self.root.iterdir() if self._matches(p))

@@ -109,6 +109,16 @@ class TableSource:
                 shards.append(shard)
         return Discovery(shards, skips)
 
+    def change_tokens(self) -> dict[str, str]:
+        """Per shard: row count, newest update time and an xor of row hashes (one SQL pass)."""
+        rows = self._query(
+            """SELECT shard, count(*) AS n, max(updated_at)::VARCHAR AS newest,
+                      bit_xor(hash(doc_id, content)) AS digest
+               FROM source_docs GROUP BY shard"""
+        ).to_pylist()
+        return {r["shard"]: f"{r['n']}-{r['newest']}-{r['digest']}" for r in rows
+                if shard_name_problem(r["shard"]) is None}
+
     def listing(self, shard: str) -> Listing:
         scanned_at = utc_now()
         checked = self._query(

@@ -1,0 +1,108 @@
+"""Per-shard change-rate history: one row per poll, persisted beside the shard state.
+
+Each poll counts the docs whose last-modified time moved since the previous poll (several
+edits between polls count once, which the estimator accounts for). The rate per doc per day is
+the grouped maximum-likelihood estimate over the last `window_days`; a Poisson CUSUM on each
+poll's count flags a change-rate spike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from freshness.rates import PoissonCusum, gamma_posterior_rate, grouped_poll_rate_mle
+from freshness.sources.base import Listing
+from freshness.state.store import StateStore
+from freshness.timeutil import as_utc
+
+RATE_SCHEMA = pa.schema([
+    ("polled_at", pa.timestamp("us", tz="UTC")),
+    ("interval_days", pa.float64()),
+    ("docs", pa.int64()),
+    ("changed", pa.int64()),
+    ("rate_per_doc_day", pa.float64()),
+    ("cusum", pa.float64()),
+    ("spike", pa.bool_()),
+])
+MAX_ROWS = 5000
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    shard: str
+    polled_at: datetime
+    docs: int
+    changed: int
+    rate_per_doc_day: float
+    spike: bool
+
+
+class RateHistory:
+    """Reads and appends rate rows under `sources/shards/<shard>/rate_history.parquet`."""
+
+    def __init__(self, store: StateStore, window_days: float = 90.0,
+                 spike_ratio: float = 3.0, spike_threshold: float = 5.0,
+                 prior_rate: float = 0.01, prior_doc_days: float = 30.0) -> None:
+        self.store, self.window_days = store, window_days
+        self.prior_rate, self.prior_doc_days = prior_rate, prior_doc_days
+        self.spike_ratio, self.spike_threshold = spike_ratio, spike_threshold
+
+    def _path(self, shard: str) -> tuple[str, ...]:
+        return ("sources", "shards", shard, "rate_history.parquet")
+
+    def load(self, shard: str) -> pa.Table:
+        table = self.store.read_table(*self._path(shard))
+        return RATE_SCHEMA.empty_table() if table is None else table.cast(RATE_SCHEMA)
+
+    def estimate(self, rows: pa.Table, now: datetime) -> float:
+        """Rate per doc per day from the polls inside the window, shrunk towards the prior.
+
+        The maximum-likelihood estimate is weighted by its exposure (doc-days) against
+        `prior_doc_days` of the prior rate, so a new shard observed for seconds does not get
+        an absurd rate; with months of history the prior no longer matters.
+        """
+        since = now - timedelta(days=self.window_days)
+        recent = rows.filter(pc.greater(rows["polled_at"], since)) if rows.num_rows else rows
+        intervals = recent["interval_days"].to_pylist()
+        changed, docs = recent["changed"].to_pylist(), recent["docs"].to_pylist()
+        exposure = sum(i * n for i, n in zip(intervals, docs))
+        mle = grouped_poll_rate_mle(intervals, changed, docs)
+        if not math.isfinite(mle):
+            mle = gamma_posterior_rate(sum(changed), exposure or 1.0)
+        return (mle * exposure + self.prior_rate * self.prior_doc_days) / \
+            (exposure + self.prior_doc_days)
+
+    def record(self, listing: Listing) -> RatePoint:
+        """Append this poll (a listing) to the shard's history and return the new estimate."""
+        rows, now = self.load(listing.shard), as_utc(listing.scanned_at)
+        updated = listing.docs["updated_at"]
+        if rows.num_rows:
+            previous = as_utc(rows["polled_at"][-1].as_py())
+            interval = max((now - previous).total_seconds() / DAY, 1e-9)
+        else:  # first poll: use last-modified times over the window as the first observation
+            oldest = pc.min(updated).as_py() if listing.docs.num_rows else now
+            interval = max(min(self.window_days, (now - as_utc(oldest)).total_seconds() / DAY),
+                           1e-9)
+            previous = now - timedelta(days=interval)
+        changed = int(pc.sum(pc.greater(updated, previous)).as_py() or 0) \
+            if listing.docs.num_rows else 0
+        baseline = self.estimate(rows, now) if rows.num_rows else None
+        cusum = PoissonCusum(baseline or 0.0, self.spike_ratio, self.spike_threshold,
+                             float(rows["cusum"][-1].as_py()) if rows.num_rows else 0.0)
+        spike = bool(baseline) and cusum.update(changed, listing.docs.num_rows * interval)
+        row = {"polled_at": now, "interval_days": interval, "docs": listing.docs.num_rows,
+               "changed": changed, "rate_per_doc_day": 0.0,
+               "cusum": 0.0 if spike else cusum.statistic, "spike": spike}
+        table = pa.concat_tables([rows, pa.Table.from_pylist([row], RATE_SCHEMA)])
+        rate = self.estimate(table, now)
+        table = table.set_column(4, "rate_per_doc_day", pa.array(
+            table["rate_per_doc_day"].to_pylist()[:-1] + [rate], pa.float64()))
+        self.store.write_table(table.slice(max(0, table.num_rows - MAX_ROWS)), *self._path(
+            listing.shard))
+        return RatePoint(listing.shard, now, listing.docs.num_rows, changed, rate, spike)
