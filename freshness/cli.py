@@ -197,11 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["search"].add_argument("--limit", type=int, default=5)
     sub.choices["verify"].add_argument("--deep", action="store_true",
                                        help="re-chunk the source and compare every chunk")
+    for module in _extra_commands().values():
+        module.add_parser(sub)
     demo = sub.add_parser("demo-corpus", help="write (or --mutate) the synthetic demo corpus")
     demo.add_argument("target")
     demo.add_argument("--mutate", type=int, default=0, help="edit N docs instead of writing")
     demo.add_argument("--seed", type=int)
     return parser
+
+
+def _extra_commands() -> dict:
+    """Commands that live in their own modules (name -> module with add_parser/run)."""
+    from freshness import cli_simulate
+
+    return {"simulate": cli_simulate}
 
 
 COMMANDS = {"sync": cmd_sync, "detect": cmd_detect, "status": cmd_status, "search": cmd_search,
@@ -212,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        extra = _extra_commands()
+        if args.command in extra:
+            return extra[args.command].run(args, None)
         rt = None if args.command == "demo-corpus" else Runtime(_settings(args))
         return COMMANDS[args.command](args, rt)
     except FreshnessError as exc:

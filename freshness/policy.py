@@ -245,7 +245,10 @@ def optimal_frequencies(change_rates: Sequence[float], budget: float,
     for _ in range(200):
         mid = math.sqrt(low * high)
         low, high = (mid, high) if spent(mid) > budget else (low, mid)
-    return [frequency_for(high, i) for i in range(len(rates))]
+    frequencies = [frequency_for(high, i) for i in range(len(rates))]
+    total = sum(c * f for c, f in zip(costs, frequencies))
+    # remove the bisection's last sliver so that the budget is spent exactly
+    return [f * budget / total for f in frequencies] if total > 0 else frequencies
 
 
 def mean_objective(change_rates: Sequence[float], frequencies: Sequence[float],

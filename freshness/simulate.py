@@ -71,6 +71,15 @@ class ChangeLog:
     horizon: float
 
     @classmethod
+    def from_parquet(cls, snapshot: str, replay: str, **kwargs) -> ChangeLog:
+        """Read a snapshot.parquet / replay.parquet pair (tldr-replay schema)."""
+        import pyarrow.parquet as pq
+
+        return cls.from_tables(
+            pq.read_table(snapshot, columns=["path", "shard", "committed_at"]),
+            pq.read_table(replay, columns=["committed_at", "path", "shard", "op"]), **kwargs)
+
+    @classmethod
     def from_tables(cls, snapshot: pa.Table, changes: pa.Table, zipf_s: float = 1.0,
                     seed: int = 0, popularity: dict[str, float] | None = None) -> ChangeLog:
         """From the replay schema: snapshot (path, shard) and changes (committed_at, path,
@@ -118,6 +127,8 @@ class _State:
         self.first_pending = [math.inf] * len(log.shard_names)
         # Retrieval-weighted staleness debt of a shard at time t is t·mass − weighted_since.
         self.mass = np.zeros(len(log.shard_names))
+        self.debt_weight = log.popularity  # replaced by shard averages when the policy
+        # only knows per-shard traffic (see `simulate(doc_traffic=False)`)
         self.weighted_since = np.zeros(len(log.shard_names))
         self.doc_time = self.stale_time = self.age_integral = 0.0
         self.w_doc_time = self.w_stale_time = 0.0
@@ -128,8 +139,9 @@ class _State:
         self.in_source[doc] = not delete
         if math.isnan(self.stale_since[doc]):
             self.stale_since[doc] = t
-            self.mass[shard] += self.log.popularity[doc]
-            self.weighted_since[shard] += self.log.popularity[doc] * t
+            weight = self.debt_weight[doc]
+            self.mass[shard] += weight
+            self.weighted_since[shard] += weight * t
         self.pending[shard].add(doc)
         self.first_pending[shard] = min(self.first_pending[shard], t)
 
@@ -194,13 +206,19 @@ def _shard_views(state: _State, rates: _Rates, t: float) -> tuple[np.ndarray, np
 
 
 def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
-             budget: float | None = None) -> SimResult:
+             budget: float | None = None, doc_traffic: bool = False) -> SimResult:
     """Run one policy over the whole log. `parameter`: uniform/proportional → interval days
     (proportional: days × mean shard rate / shard rate), threshold → pending docs,
-    adaptive → the GPU seconds per day it plans with; immediate ignores it."""
+    adaptive → the GPU seconds per day it plans with; immediate ignores it. With
+    `doc_traffic` the adaptive policy weighs each pending doc by its own retrieval share (as
+    request logs allow); by default it knows per-shard traffic only (share / docs per doc)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
     state, rates = _State(log), _Rates(len(log.shard_names))
+    if not doc_traffic:
+        share = np.bincount(log.doc_shard, weights=log.popularity)
+        count = np.bincount(log.doc_shard).astype(float)
+        state.debt_weight = (share / np.maximum(count, 1))[log.doc_shard]
     heap: list[tuple[float, int, int, int]] = []  # (time, order, shard, token)
     tokens = [0] * len(log.shard_names)
     gpu, runs, run_log = 0.0, 0, []
@@ -286,7 +304,7 @@ def _drain(state: _State, heap: list, tokens: list[int], until: float, costs: Co
 
 
 def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
-              iterations: int = 18) -> SimResult:
+              iterations: int = 18, doc_traffic: bool = False) -> SimResult:
     """The policy's parameter that spends as much of `budget` (GPU s/day) as it can, not more."""
     if policy == "immediate":
         return simulate(log, policy, 0.0, costs, budget)
@@ -301,7 +319,7 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
         mid = math.sqrt(low * high)
         if policy == "threshold":
             mid = float(max(1, round(mid)))
-        result = simulate(log, policy, mid, costs, budget)
+        result = simulate(log, policy, mid, costs, budget, doc_traffic)
         fits = result.gpu_seconds_per_day <= budget
         if fits and (best is None or result.retrieval_weighted_freshness
                      > best.retrieval_weighted_freshness):
@@ -313,19 +331,20 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
         if policy == "threshold" and high - low <= 1:
             break
     if best is None:  # even the thriftiest setting overspends: report it, marked
-        best = simulate(log, policy, high if grows else low, costs, budget)
+        best = simulate(log, policy, high if grows else low, costs, budget, doc_traffic)
     return best
 
 
 def compare(log: ChangeLog, budgets: list[float], costs: CostModel,
-            policies: tuple[str, ...] = POLICIES) -> list[dict]:
+            policies: tuple[str, ...] = POLICIES, doc_traffic: bool = False) -> list[dict]:
     """Every policy at every budget, each calibrated to spend no more than the budget."""
     rows = []
     for budget in budgets:
         for policy in policies:
             if policy == "immediate":
                 continue
-            rows.append(calibrate(log, policy, budget, costs).as_dict())
+            rows.append(calibrate(log, policy, budget, costs,
+                                  doc_traffic=doc_traffic).as_dict())
     if "immediate" in policies:
         rows.append(simulate(log, "immediate", 0.0, costs).as_dict())
     return rows

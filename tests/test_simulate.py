@@ -1,0 +1,85 @@
+"""Simulator: a hand-computable case, budgets respected, and the adaptive policy's edge."""
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from freshness.policy import CostModel
+from freshness.simulate import ChangeLog, calibrate, simulate
+from tests.conftest import SHARED_DATA
+
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+TS = pa.timestamp("us", "UTC")
+
+
+def tables(snapshot: list[tuple[str, str]], changes: list[tuple[float, str, str, str]]):
+    snap = pa.table({"path": [p for p, _ in snapshot], "shard": [s for _, s in snapshot],
+                     "committed_at": pa.array([T0] * len(snapshot), TS)})
+    log = pa.table({
+        "committed_at": pa.array([T0 + timedelta(days=d) for d, *_ in changes], TS),
+        "path": [p for _, p, _, _ in changes], "shard": [s for _, _, s, _ in changes],
+        "op": [o for *_, o in changes]})
+    return snap, log
+
+
+def test_hand_computed_uniform_case():
+    snap, changes = tables([("a", "s")], [(0.0, "b", "s", "add"), (1.0, "a", "s", "modify"),
+                                          (3.0, "a", "s", "modify")])
+    log = ChangeLog.from_tables(snap, changes)
+    result = simulate(log, "uniform", 2.0, CostModel(10, 0, 1))
+    # doc a: stale from day 1 to the tick at day 2; doc b: added at 0, embedded at day 2.
+    # doc-time 6 days, stale 1 + 2 = 3 days, so freshness 0.5; two docs, one run.
+    assert result.runs == 1 and result.gpu_seconds == 10
+    assert result.freshness == pytest.approx(0.5)
+    assert result.mean_age_hours == pytest.approx((0.5 + 2.0) / 6 * 24)
+
+
+def synthetic_log(seed: int = 0) -> ChangeLog:
+    """A hot shard (popular, busy) and a cold one (rarely read, rarely changed)."""
+    rng = np.random.default_rng(seed)
+    snapshot = [(f"hot/{i}", "hot") for i in range(50)] + [(f"cold/{i}", "cold")
+                                                         for i in range(200)]
+    times = np.sort(rng.uniform(0, 120, 400))
+    changes = [(float(t), f"hot/{rng.integers(50)}", "hot", "modify") if rng.random() < 0.7
+               else (float(t), f"cold/{rng.integers(200)}", "cold", "modify") for t in times]
+    snap, log = tables(snapshot, changes)
+    popularity = {p: (10.0 if s == "hot" else 0.1) for p, s in snapshot}
+    return ChangeLog.from_tables(snap, log, popularity=popularity)
+
+
+def test_immediate_is_the_ceiling_and_budgets_are_respected():
+    log, costs = synthetic_log(), CostModel(10, 0.01, 1)
+    ceiling = simulate(log, "immediate", 0, costs)
+    assert ceiling.freshness == pytest.approx(1.0) and ceiling.retrieval_weighted_freshness \
+        == pytest.approx(1.0)
+    for policy in ("adaptive", "uniform", "threshold", "proportional"):
+        result = calibrate(log, policy, 5.0, costs, iterations=12)
+        assert result.gpu_seconds_per_day <= 5.0
+        assert result.retrieval_weighted_freshness < 1.0
+
+
+def test_adaptive_beats_the_baselines_at_equal_budget():
+    log, costs = synthetic_log(1), CostModel(10, 0.01, 1)
+    for budget in (2.0, 8.0):
+        adaptive = calibrate(log, "adaptive", budget, costs, iterations=12)
+        for policy in ("uniform", "proportional", "threshold"):
+            baseline = calibrate(log, policy, budget, costs, iterations=12)
+            assert adaptive.retrieval_weighted_freshness > \
+                baseline.retrieval_weighted_freshness, (budget, policy)
+
+
+def test_more_budget_never_lowers_adaptive_freshness():
+    log, costs = synthetic_log(2), CostModel(10, 0.01, 1)
+    values = [calibrate(log, "adaptive", b, costs, iterations=12).retrieval_weighted_freshness
+              for b in (1.0, 4.0, 16.0)]
+    assert values == sorted(values)
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="tldr replay data not present")
+def test_tldr_replay_runs_and_immediate_is_perfect():
+    log = ChangeLog.from_parquet(str(SHARED_DATA / "snapshot.parquet"),
+                                 str(SHARED_DATA / "replay.parquet"))
+    assert len(log.shard_names) == 12 and len(log.times) == 16584
+    assert simulate(log, "immediate", 0, CostModel()).retrieval_weighted_freshness == 1.0
