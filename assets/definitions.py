@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.jobs import hourly_reembed_sweep, reembed_job, scan_job
+from assets.recency import RequestLogsResource, recency, request_logs
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from assets.shard_freshness import shard_freshness
@@ -16,11 +17,16 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
 )
 
+recency_job = dg.define_asset_job("recency_daily_job", selection=[recency])
+recency_daily = dg.build_schedule_from_partitioned_job(
+    recency_job, default_status=dg.DefaultScheduleStatus.RUNNING)
+
 defs = dg.Definitions(
-    assets=[source_changes, shard_embeddings, shard_freshness],
-    jobs=[reembed_job, scan_job],
-    schedules=[hourly_reembed_sweep],
+    assets=[source_changes, shard_embeddings, shard_freshness, request_logs, recency],
+    jobs=[reembed_job, scan_job, recency_job],
+    schedules=[hourly_reembed_sweep, recency_daily],
     sensors=[source_change_sensor, automation_sensor],
-    resources={"freshness": FreshnessResource.from_env()},
+    resources={"freshness": FreshnessResource.from_env(),
+               "request_logs": RequestLogsResource.from_env()},
     executor=dg.in_process_executor,
 )

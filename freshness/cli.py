@@ -1,4 +1,5 @@
-"""`freshness` command line: sync, detect, status, search, verify, demo-corpus."""
+"""`freshness` command line: sync, detect, status, search, verify, simulate, histogram,
+demo-corpus."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from freshness import cli_histogram
 from freshness.config import Settings
 from freshness.errors import FreshnessError
 from freshness.runtime import Runtime
@@ -199,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        help="re-chunk the source and compare every chunk")
     for module in _extra_commands().values():
         module.add_parser(sub)
+    cli_histogram.add_parser(sub)
     demo = sub.add_parser("demo-corpus", help="write (or --mutate) the synthetic demo corpus")
     demo.add_argument("target")
     demo.add_argument("--mutate", type=int, default=0, help="edit N docs instead of writing")
@@ -214,7 +217,8 @@ def _extra_commands() -> dict:
 
 
 COMMANDS = {"sync": cmd_sync, "detect": cmd_detect, "status": cmd_status, "search": cmd_search,
-            "verify": cmd_verify, "demo-corpus": cmd_demo_corpus}
+            "verify": cmd_verify, "demo-corpus": cmd_demo_corpus,
+            "histogram": cli_histogram.run}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import dagster as dg
 from assets.jobs import reembed_job
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
-from freshness.cadence import CadenceDecision, decide
+from freshness.cadence import decide
 from freshness.detect import PendingSummary, detect_shard
 from freshness.policy import CostModel
 from freshness.timeutil import utc_now
@@ -31,13 +31,14 @@ def _summaries(rt, tokens: dict, cursor: dict) -> tuple[list[PendingSummary], li
     return [summaries[s] for s in sorted(summaries)], scan
 
 
-def _run_request(decision: CadenceDecision, summaries: list[PendingSummary],
+def _run_request(shards: list[str], summaries: list[PendingSummary],
                  order: list[str]) -> dg.RunRequest:
-    """One run for all shards of the batch: a partition range over them (single-run backfill
-    policy), so the model loads once."""
-    shards = sorted(decision.run_shards, key=order.index)
+    """One run for all given shards: a partition range over them (single-run backfill
+    policy), so the model loads once. Shards inside the range that have nothing pending
+    cost one listing each."""
+    shards = sorted(shards, key=order.index)
     versions = {s.shard: (s.manifest_version, s.pending_docs) for s in summaries
-                if s.shard in decision.run_shards}
+                if s.shard in shards}
     key = ",".join(f"{s}:v{versions[s][0]}:{versions[s][1]}" for s in shards)
     tags = {"freshness/trigger": "policy", "freshness/shards": ",".join(shards)[:200]}
     if len(shards) == 1:
@@ -74,7 +75,12 @@ def source_change_sensor(context: dg.SensorEvaluationContext,
                      len(tokens), decision.plan.debt_threshold,
                      [v.shard for v in decision.verdicts if v.due])
     order = list(known) + new
-    requests = [_run_request(decision, summaries, order)] if decision.run_shards else []
+    if not decision.run_shards:
+        requests = []
+    elif settings.batch_shards:
+        requests = [_run_request(decision.run_shards, summaries, order)]
+    else:
+        requests = [_run_request([s], summaries, order) for s in decision.run_shards]
     pending = [s.shard for s in summaries if s.pending_docs]
     return dg.SensorResult(
         run_requests=requests,

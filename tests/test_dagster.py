@@ -100,9 +100,30 @@ def test_sensor_requests_runs_only_when_the_policy_says_so(resource, corpus):
 def test_hourly_sweep_requests_every_known_shard():
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(shard_partitions.name, ["a", "b"])
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=datetime(2026, 1, 1, 5, tzinfo=timezone.utc))
-        requests = hourly_reembed_sweep(context)
+        with dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=datetime(2026, 1, 1, 5, tzinfo=timezone.utc)) as context:
+            requests = hourly_reembed_sweep(context)
     assert sorted(r.partition_key for r in requests) == ["a", "b"]
     assert requests[0].run_key == "sweep:a:2026-01-01T05"
+
+
+def test_a_batched_run_embeds_several_shards_with_one_model_load(resource):
+    from assets.jobs import reembed_job
+    from freshness.run_log import load_runs
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("shards", ["alpha", "beta"])
+        job = dg.Definitions(assets=[source_changes, shard_embeddings], jobs=[reembed_job],
+                             resources={"freshness": resource}).resolve_job_def("reembed_shards")
+        result = job.execute_in_process(instance=instance, tags={
+            "dagster/asset_partition_range_start": "alpha",
+            "dagster/asset_partition_range_end": "beta"})
+        assert result.success
+        assert instance.get_materialized_partitions(dg.AssetKey("shard_embeddings")) == \
+            {"alpha", "beta"}
+    meta = result.asset_materializations_for_node("shard_embeddings")[0].metadata
+    assert meta["chunks_embedded"].value == 4
+    assert set(meta["per_shard"].value) == {"alpha", "beta"}
+    (run,) = load_runs(resource.runtime().store)  # one sync, one model load, both shards
+    assert run["shards"] == ["alpha", "beta"] and run["chunks_embedded"] == 4

@@ -2,9 +2,9 @@
 
 Starts `dagster-daemon run -w workspace.yaml` on a DAGSTER_HOME holding
 deploy/dagster.postgres.yaml (unchanged) and a fresh database, over a two-shard corpus. The
-source-change sensor registers the shards and requests a run per shard; the queued run
-coordinator launches them; then the per-shard state and the embedded Qdrant index are checked
-and the daemon is stopped with its process group.
+source-change sensor registers the shards and requests a run per shard (batching off); the
+queued run coordinator launches them; then the per-shard state and the embedded Qdrant index
+are checked and the daemon is stopped with its process group.
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ def test_sensor_queues_runs_that_materialize_on_postgres(tmp_path, pg_env, monke
     home.mkdir()
     shutil.copy(REPO_ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
     corpus = write_tiny_corpus(tmp_path / "corpus")
+    # One run per shard (no batching) so that the gpu pool's serialization is visible; the
+    # batched single run is exercised in tests/test_dagster.py.
     where = {"FRESHNESS_SOURCE_PATH": str(corpus), "FRESHNESS_STATE_ROOT": str(tmp_path / "state"),
-             "FRESHNESS_INDEX_PATH": str(tmp_path / "qdrant")}
+             "FRESHNESS_INDEX_PATH": str(tmp_path / "qdrant"), "FRESHNESS_BATCH_SHARDS": "false"}
     for key, value in pg_env.items():
         monkeypatch.setenv(key, value)
 

@@ -1,0 +1,130 @@
+"""Recency: per day, how old the chunks served to queries were and how often they were stale."""
+
+import base64
+import io
+import os
+
+import dagster as dg
+import pyarrow as pa
+
+from assets.metadata import clean, table
+from assets.resources import FreshnessResource
+from assets.shard_embeddings import shard_embeddings
+from freshness.recency import RecencyReport, write_day
+
+recency_days = dg.DailyPartitionsDefinition(start_date="2025-01-01")
+
+request_logs = dg.AssetSpec(
+    "request_logs",
+    group_name="freshness",
+    description="Request logs written by the serving application (native JSONL/Parquet or "
+                "OpenInference / OTel GenAI spans); read from the request_logs resource path.",
+    kinds={"jsonl"},
+)
+
+_SHARD_COLUMNS = ("key", "retrievals", "traffic_share", "stale_retrievals", "stale_rate",
+                  "content_age_p50_seconds", "content_age_p90_seconds", "content_age_p99_seconds",
+                  "embedding_lag_p50_seconds", "embedding_lag_p90_seconds",
+                  "embedding_lag_p99_seconds")
+
+
+class RequestLogsResource(dg.ConfigurableResource):
+    """Where request logs are: a file, folder or glob; `{date}` becomes the partition day."""
+
+    request_logs_path: str | None = None
+
+    def path_for(self, day: str) -> str:
+        """The logs of one day (YYYY-MM-DD), or a Failure that says how to configure them."""
+        if not self.request_logs_path:
+            raise dg.Failure(description="request_logs_path is not set: set "
+                             "FRESHNESS_REQUEST_LOGS_PATH or configure the request_logs resource")
+        return self.request_logs_path.replace("{date}", day)
+
+    @classmethod
+    def from_env(cls) -> "RequestLogsResource":
+        """The path from FRESHNESS_REQUEST_LOGS_PATH (unset: recency fails with that hint)."""
+        return cls(request_logs_path=os.getenv("FRESHNESS_REQUEST_LOGS_PATH") or None)
+
+
+def histogram_png(report: RecencyReport) -> bytes:
+    """Bar charts of the day's content age (fresh vs stale) and embedding lag buckets."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in report.histogram.to_pylist() if r["scope"] == "all"]
+    figure = Figure(figsize=(8, 2.6), dpi=90)
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, metric in zip(axes, ("content_age", "embedding_lag")):
+        data = [r for r in rows if r["metric"] == metric]
+        labels = [r["bucket"] for r in data]
+        stale = [r["stale_retrievals"] or 0 for r in data]
+        fresh = [r["retrievals"] - s for r, s in zip(data, stale)]
+        ax.bar(labels, fresh, color="#4c78a8", label="fresh")
+        if metric == "content_age":
+            ax.bar(labels, stale, bottom=fresh, color="#e45756", label="stale served")
+            ax.legend(fontsize=7)
+        ax.set_title(metric.replace("_", " "), fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("retrievals", fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _markdown(report: RecencyReport) -> str:
+    rows = {(r["metric"], r["bucket"]): r for r in report.histogram.to_pylist()
+            if r["scope"] == "all"}
+    image = base64.b64encode(histogram_png(report)).decode()
+    lines = [f"![recency histogram](data:image/png;base64,{image})", "",
+             "| bucket | content age | of which stale | embedding lag |", "|---|---:|---:|---:|"]
+    for label in dict.fromkeys(b for _, b in rows):
+        age, lag = rows.get(("content_age", label), {}), rows.get(("embedding_lag", label), {})
+        lines.append(f"| {label} | {age.get('retrievals', 0)} | {age.get('stale_retrievals', 0)}"
+                     f" | {lag.get('retrievals', 0)} |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name="freshness",
+    partitions_def=recency_days,
+    deps=[dg.AssetDep(shard_embeddings, partition_mapping=dg.AllPartitionMapping()),
+          request_logs],
+    kinds={"duckdb", "parquet"},
+)
+def recency(context: dg.AssetExecutionContext, freshness: FreshnessResource,
+            request_logs: RequestLogsResource) -> dg.MaterializeResult:
+    """Age and staleness of the chunks retrieved each day, per shard, with traffic weights."""
+    rt = freshness.runtime()
+    window = context.partition_time_window
+    report, ingest, folder = write_day(rt.store, rt.shard_state(),
+                                       request_logs.path_for(context.partition_key),
+                                       window.start, window.end)
+    counts, overall = report.counts, report.scope("all")[0]
+    if ingest.quarantine_path:
+        context.log.warning("quarantined %d malformed log records: %s",
+                            ingest.counts["quarantined"], ingest.quarantine_path)
+    shards = pa.Table.from_pylist([{("shard" if k == "key" else k): r[k] for k in _SHARD_COLUMNS}
+                                   for r in report.scope("shard")])
+
+    def rounded(value: float | None, digits: int) -> float | None:
+        return None if value is None else round(value, digits)
+
+    percentiles = {f"{m}_p{q}_seconds": rounded(overall[f"{m}_p{q}_seconds"], 1)
+                   for m in ("content_age", "embedding_lag") for q in (50, 90, 99)}
+    return dg.MaterializeResult(metadata=clean({
+        "retrievals": counts["retrievals"],
+        "served": counts["served"],
+        "unresolved": counts["unresolved"],
+        "unknown_ids": counts["unknown"],
+        "not_live_at_query_time": counts["not_live"],
+        "future_timestamps_excluded": counts["future"],
+        "quarantined_records": ingest.counts.get("quarantined", 0),
+        "stale_retrieval_rate": rounded(overall["stale_rate"], 4),
+        "retrieval_weighted_freshness": rounded(overall["fresh_share"], 4),
+        **percentiles,
+        "per_shard": table(shards) if shards.num_rows else None,
+        "histogram": dg.MetadataValue.md(_markdown(report)),
+        "traffic_weights": dg.MetadataValue.json(report.traffic_weights()),
+        "output": dg.MetadataValue.path(folder),
+        "dagster/row_count": counts["retrievals"],
+    }))

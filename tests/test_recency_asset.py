@@ -1,0 +1,117 @@
+"""The daily recency asset: materialized for one day, with its metadata and Parquet outputs."""
+
+import argparse
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pytest
+
+from assets.recency import RequestLogsResource, recency, request_logs
+from assets.resources import FreshnessResource
+from assets.shard_embeddings import shard_embeddings
+from assets.source_changes import source_changes
+from freshness.cli_histogram import add_parser, run
+from freshness.state.manifest import HISTORY_SCHEMA, MANIFEST_SCHEMA
+
+DAY = datetime(2026, 1, 1, tzinfo=timezone.utc)
+OLD, NEW, OTHER = (f"00000000-0000-4000-8000-00000000000{i}" for i in range(3))
+
+
+def h(hours: float) -> datetime:
+    return DAY + timedelta(hours=hours)
+
+
+def chunk(doc_id, point, updated, embedded):
+    return {"doc_id": doc_id, "doc_hash": point, "chunk_index": 0, "content_hash": point,
+            "point_id": point, "n_tokens": 5, "source_updated_at": updated,
+            "embedded_at": embedded}
+
+
+@pytest.fixture
+def resources(tmp_path) -> dict:
+    """State for shards alpha (a.md edited at 02:00, embedded at 05:00) and beta; a day of logs."""
+    freshness = FreshnessResource(state_root=str(tmp_path / "state"),
+                                  index_path=str(tmp_path / "qdrant"), device="cpu")
+    state = freshness.runtime().shard_state()
+    old = chunk("a.md", OLD, h(-10), h(-9))
+    for shard, chunks in (("alpha", [old]), ("beta", [chunk("b.md", OTHER, h(-30), h(-29))])):
+        state.commit(state.load(shard), pa.Table.from_pylist(chunks, MANIFEST_SCHEMA),
+                     HISTORY_SCHEMA.empty_table(), {})
+    state.commit(state.load("alpha"), pa.Table.from_pylist(
+        [chunk("a.md", NEW, h(2), h(5))], MANIFEST_SCHEMA), pa.Table.from_pylist(
+        [{**old, "superseded_at": h(2), "retired_at": h(5)}], HISTORY_SCHEMA), {})
+    logs = tmp_path / "logs" / "2026-01-01.jsonl"
+    logs.parent.mkdir()
+    lines = [{"request_id": f"r{i}", "ts": h(q).isoformat(), "route": route,
+              "retrieved": [{"point_id": point}]} for i, (q, point, route) in enumerate(
+        [(1, OLD, "chat"), (3, OLD, "chat"), (6, NEW, "search"), (7, OTHER, "chat"),
+         (30, NEW, "chat")])]  # the last one is the next day: outside this partition
+    logs.write_text("\n".join(json.dumps(line) for line in lines) + "\n{broken\n")
+    return {"freshness": freshness, "request_logs": RequestLogsResource(
+        request_logs_path=str(tmp_path / "logs" / "{date}.jsonl"))}
+
+
+def test_recency_materializes_a_day_with_metadata_and_parquet(resources, tmp_path):
+    result = dg.materialize([recency], partition_key="2026-01-01", resources=resources,
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    meta = result.asset_materializations_for_node("recency")[0].metadata
+    assert meta["retrievals"].value == 4 and meta["served"].value == 4
+    assert meta["quarantined_records"].value == 1 and meta["unresolved"].value == 0
+    assert meta["stale_retrieval_rate"].value == 0.25
+    assert meta["retrieval_weighted_freshness"].value == 0.75
+    assert meta["traffic_weights"].value == {"alpha": 0.75, "beta": 0.25}
+    shards = {r.data["shard"]: r.data for r in meta["per_shard"].value.records}
+    assert shards["alpha"]["retrievals"] == 3 and shards["alpha"]["stale_retrievals"] == 1
+    assert shards["beta"]["stale_rate"] == 0.0
+    markdown = meta["histogram"].value
+    png = base64.b64decode(markdown.split("base64,")[1].split(")")[0])
+    assert png.startswith(b"\x89PNG") and "| 6-24h | 2 | 1 | 2 |" in markdown
+    folder = meta["output"].value
+    assert folder.endswith("recency/day=2026-01-01")
+    day = duckdb.sql(f"""SELECT day, scope, key, retrievals FROM read_parquet(
+        '{tmp_path}/state/recency/*/summary.parquet', hive_partitioning = true)
+        WHERE scope = 'all'""").fetchall()
+    assert [(str(d), s, k, n) for d, s, k, n in day] == [("2026-01-01", "all", "all", 4)]
+    served = duckdb.sql(f"SELECT count(*) FILTER (stale_served), count(*) FROM "
+                        f"'{folder}/retrievals.parquet'").fetchall()
+    assert served == [(1, 4)]
+    assert "broken" in (tmp_path / "state/recency/day=2026-01-01/quarantine.jsonl").read_text()
+
+
+def test_unset_logs_path_fails_with_the_fix(resources):
+    resources["request_logs"] = RequestLogsResource()
+    with pytest.raises(dg.Failure, match="FRESHNESS_REQUEST_LOGS_PATH"):
+        dg.materialize([recency], partition_key="2026-01-01", resources=resources,
+                       instance=dg.DagsterInstance.ephemeral())
+
+
+def test_definitions_with_recency_load():
+    defs = dg.Definitions(
+        assets=[source_changes, shard_embeddings, request_logs, recency],
+        resources={"freshness": FreshnessResource(), "request_logs": RequestLogsResource()})
+    dg.Definitions.validate_loadable(defs)
+    spec = defs.get_assets_def("recency")
+    assert spec.partitions_def.start == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert {k.path[-1] for k in spec.dependency_keys} == {"shard_embeddings", "request_logs"}
+
+
+def test_histogram_cli_prints_json_and_text(resources, tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="freshness")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["histogram", "--logs", str(tmp_path / "logs"), "--json",
+                              "--state-root", str(tmp_path / "state"),
+                              "--until", "2026-01-02"])
+    rt = resources["freshness"].runtime()
+    assert run(args, rt) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["served"] == 4 and out["ingest"]["quarantined"] == 1
+    assert out["quarantine"].startswith(str(tmp_path / "state" / "recency" / "quarantine"))
+    args.json = False
+    assert run(args, rt) == 0
+    text = capsys.readouterr().out
+    assert "stale-retrieval rate 25.0%" in text and "alpha" in text and "6-24h" in text
