@@ -29,6 +29,7 @@ class ShardCheck:
     payloads_checked: int = 0
     chunks_not_current: int = 0  # deep: manifest chunks that re-chunking the source disagrees with
     examples: dict = field(default_factory=dict)
+    mismatched_point_ids: list[str] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -36,10 +37,13 @@ class ShardCheck:
                     or self.points_orphan or self.payload_mismatch or self.chunks_not_current)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
+        value = {**asdict(self), "ok": self.ok}
+        value.pop("mismatched_point_ids")
+        return value
 
 
-def verify_shard(rt: Runtime, shard: str, deep: bool = False, sample: int = 200) -> ShardCheck:
+def verify_shard(rt: Runtime, shard: str, deep: bool = False,
+                 sample: int | None = 200) -> ShardCheck:
     """Compare source listing, manifest and index for one shard."""
     listing = rt.source.listing(shard)
     manifest = rt.shard_state().load(shard)
@@ -57,7 +61,7 @@ def verify_shard(rt: Runtime, shard: str, deep: bool = False, sample: int = 200)
         points_orphan=len(indexed - set(expected)),
     )
     ids = sorted(set(expected) & indexed)
-    if not deep and len(ids) > sample:
+    if not deep and sample is not None and len(ids) > sample:
         ids = random.Random(0).sample(ids, sample)
     if ids:
         with rt.index.open_shard(rt.collection, shard) as session:
@@ -66,6 +70,7 @@ def verify_shard(rt: Runtime, shard: str, deep: bool = False, sample: int = 200)
                  or payloads.get(i, {}).get("model_revision") != rt.model_spec.revision]
         check.payloads_checked, check.payload_mismatch = len(ids), len(wrong)
         check.examples["payload_mismatch"] = wrong[:5]
+        check.mismatched_point_ids = wrong
     if deep:
         docs = rt.source.read(shard, listing.docs["doc_id"].to_pylist())
         current = set(rt.chunker.chunk_docs(docs)["point_id"].to_pylist())
@@ -77,7 +82,7 @@ def verify_shard(rt: Runtime, shard: str, deep: bool = False, sample: int = 200)
 
 
 def verify(rt: Runtime, shards: Sequence[str] | None = None, deep: bool = False,
-           sample: int = 200) -> list[ShardCheck]:
+           sample: int | None = 200) -> list[ShardCheck]:
     """Check every shard (default: the source's shards plus any the state knows)."""
     targets = list(shards) if shards is not None else sorted(
         set(rt.source.discover().shards) | set(rt.shard_state().shards()))

@@ -1,0 +1,56 @@
+"""Asset checks: shards within their staleness SLA, and Qdrant agreeing with the manifests."""
+
+import dagster as dg
+import pyarrow as pa
+
+from assets.alerts_resource import AlertsResource
+from assets.metadata import table
+from assets.resources import FreshnessResource
+from assets.shard_freshness import shard_freshness
+from freshness.cadence import traffic_shares
+from freshness.reconcile import reconcile
+from freshness.staleness import Level, evaluate
+from freshness.state.status import shard_status
+from freshness.timeutil import utc_now
+
+SEVERITY = {Level.WARN: dg.AssetCheckSeverity.WARN, Level.ERROR: dg.AssetCheckSeverity.ERROR}
+
+
+@dg.asset_check(asset=shard_freshness, name="shards_within_sla",
+                description="Every shard's oldest pending change is within its SLA "
+                            "(WARN past the warn fraction, ERROR past the SLA).")
+def shards_within_sla(freshness: FreshnessResource,
+                      alerts: AlertsResource) -> dg.AssetCheckResult:
+    rt = freshness.runtime()
+    sla_hours = rt.settings.max_staleness_hours
+    results = evaluate(shard_status(rt.shard_state()), alerts.sla(sla_hours), utc_now(),
+                       traffic_shares(rt.store))
+    worst = max((r.level for r in results), default=Level.OK)
+    rows = pa.Table.from_pylist([
+        {"shard": r.shard, "level": r.level.name, "pending_docs": r.pending_docs,
+         "pending_age_hours": round(r.pending_age_seconds / 3600, 3),
+         "sla_hours": round(r.sla_seconds / 3600, 3), "reason": r.reason} for r in results])
+    return dg.AssetCheckResult(
+        passed=worst == Level.OK,
+        severity=SEVERITY.get(worst, dg.AssetCheckSeverity.WARN),
+        metadata={"stale_shards": [r.shard for r in results if r.level == Level.ERROR],
+                  "warn_shards": [r.shard for r in results if r.level == Level.WARN],
+                  **({"shards": table(rows)} if rows.num_rows else {})},
+    )
+
+
+@dg.asset_check(asset=shard_freshness, name="index_matches_manifests",
+                description="Qdrant holds exactly the manifests' points, with the right "
+                            "content hashes and model revision (run the repair_index job to fix).")
+def index_matches_manifests(freshness: FreshnessResource) -> dg.AssetCheckResult:
+    report = reconcile(freshness.runtime(), sample=200)  # full check: the repair_index job
+    rows = pa.Table.from_pylist([
+        {k: c[k] for k in ("shard", "points_indexed", "points_missing", "points_orphan",
+                           "payload_mismatch", "docs_missing", "docs_stale", "docs_extra")}
+        for c in report["checked"]])
+    return dg.AssetCheckResult(
+        passed=not report["drifted_shards"],
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"drifted_shards": report["drifted_shards"],
+                  **({"shards": table(rows)} if rows.num_rows else {})},
+    )
