@@ -5,10 +5,17 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 DEMO ?= .demo
 BIN := $(VENV)/bin
+# The demo edits a doc every 90 s; changes must be embedded within 6 minutes (alerts WARN at
+# 3 minutes); the GPU budget is small so the policy batches instead of re-embedding at once.
 DEMO_ENV := DAGSTER_HOME=$(abspath $(DEMO))/dagster_home \
 	FRESHNESS_SOURCE_PATH=$(abspath $(DEMO))/corpus \
 	FRESHNESS_STATE_ROOT=$(abspath $(DEMO))/state \
 	FRESHNESS_INDEX_PATH=$(abspath $(DEMO))/qdrant \
+	FRESHNESS_REQUEST_LOGS_PATH=$(abspath $(DEMO))/logs/{date}.jsonl \
+	FRESHNESS_METRICS_TEXTFILE=$(abspath $(DEMO))/freshness.prom \
+	FRESHNESS_DEMO_CHURN_SECONDS=90 \
+	FRESHNESS_MAX_STALENESS_HOURS=0.1 \
+	FRESHNESS_BUDGET_GPU_SECONDS_PER_DAY=30 \
 	HF_HUB_OFFLINE=1
 
 .PHONY: install demo test lint clean-demo

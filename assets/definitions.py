@@ -12,6 +12,7 @@ from assets.shard_embeddings import shard_embeddings
 from assets.shard_freshness import shard_freshness
 from assets.source_changes import source_changes
 from sensors.alert_sensor import staleness_alert_sensor
+from sensors.demo_churn_sensor import churn_interval_seconds, demo_churn_sensor
 from sensors.source_change_sensor import source_change_sensor
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
@@ -39,7 +40,8 @@ defs = dg.Definitions(
     asset_checks=[shards_within_sla, index_matches_manifests],
     jobs=[reembed_job, scan_job, recency_job, repair_index_job, reconcile_checks_job],
     schedules=[hourly_reembed_sweep, recency_daily, daily_reconciliation],
-    sensors=[source_change_sensor, staleness_alert_sensor, automation_sensor],
+    sensors=[source_change_sensor, staleness_alert_sensor, automation_sensor]
+    + ([demo_churn_sensor] if churn_interval_seconds() else []),
     resources={"freshness": FreshnessResource.from_env(),
                "request_logs": RequestLogsResource.from_env(),
                "alerts": AlertsResource.from_env()},

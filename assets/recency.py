@@ -103,6 +103,8 @@ def recency(context: dg.AssetExecutionContext, freshness: FreshnessResource,
     if ingest.quarantine_path:
         context.log.warning("quarantined %d malformed log records: %s",
                             ingest.counts["quarantined"], ingest.quarantine_path)
+    if counts["served"]:  # the policy weighs shards by these shares (freshness.cadence)
+        rt.store.write_json(report.traffic_weights(), "traffic", "shares.json")
     shards = pa.Table.from_pylist([{("shard" if k == "key" else k): r[k] for k in _SHARD_COLUMNS}
                                    for r in report.scope("shard")])
 

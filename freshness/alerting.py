@@ -31,10 +31,11 @@ def asset_url(ui_url: str, shard: str) -> str:
 
 def describe(s: ShardStaleness, ui_url: str) -> tuple[str, dict]:
     """Human text and a JSON payload naming the shard, age, pending changes, SLA, traffic."""
-    share = "unknown" if s.traffic_share is None else f"{s.traffic_share:.1%}"
+    share = "query traffic share unknown (no request logs analysed yet)" \
+        if s.traffic_share is None else f"{s.traffic_share:.1%} of query traffic"
     text = (f"[retrieval-freshness] {s.level.name}: shard {s.shard} — {s.reason}; "
             f"{s.pending_docs} changed docs pending; last embedded {iso(s.last_embedded_at)}; "
-            f"{share} of query traffic. {asset_url(ui_url, s.shard)}")
+            f"{share}. {asset_url(ui_url, s.shard)}")
     payload = {**s.as_dict(), "pending_age_hours": round(s.pending_age_seconds / 3600, 3),
                "sla_hours": round(s.sla_seconds / 3600, 3), "url": asset_url(ui_url, s.shard)}
     return text, payload

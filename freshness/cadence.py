@@ -14,6 +14,7 @@ from freshness.run_log import learned_costs
 from freshness.state.store import StateStore
 
 DAY = 86400.0
+PRIOR_MIX = 0.1  # a shard nobody queried yet still gets a little weight, so it is refreshed
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_second
     total_docs = sum(s.docs for s in summaries) or 1
     models, by_shard = [], {}
     for s in summaries:
-        share = shares.get(s.shard, s.docs / total_docs) if shares else s.docs / total_docs
+        prior = s.docs / total_docs  # uniform per doc when no request logs are known
+        share = (1 - PRIOR_MIX) * shares.get(s.shard, 0.0) + PRIOR_MIX * prior if shares \
+            else prior
         rate = s.rate_per_doc_day if s.rate_per_doc_day is not None else \
             gamma_posterior_rate(0, max(s.docs, 1) * 30.0)
         models.append(ShardModel(s.shard, max(s.docs, 1), rate, share, sla_days=sla_days,

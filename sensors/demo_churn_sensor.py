@@ -1,0 +1,42 @@
+"""Demo only: an editor that changes a doc now and then, and the queries that read the corpus.
+
+Enabled when FRESHNESS_DEMO_CHURN_SECONDS is set (make demo sets it). Every tick it edits one
+doc of the synthetic demo corpus and rewrites today's synthetic request log, so the policy,
+the alerts and the recency histogram have something to show. Never use it on real data.
+"""
+
+import os
+from datetime import datetime, time, timezone
+
+import dagster as dg
+
+from assets.recency import RequestLogsResource
+from assets.resources import FreshnessResource
+from freshness.demo_corpus import mutate
+from freshness.demo_logs import write_demo_logs
+from freshness.errors import FreshnessError
+from freshness.timeutil import utc_now
+
+
+def churn_interval_seconds() -> int | None:
+    value = os.getenv("FRESHNESS_DEMO_CHURN_SECONDS")
+    return int(value) if value else None
+
+
+@dg.sensor(minimum_interval_seconds=churn_interval_seconds() or 120,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="DEMO: edits one synthetic doc per tick and writes synthetic request logs.")
+def demo_churn_sensor(context: dg.SensorEvaluationContext, freshness: FreshnessResource,
+                      request_logs: RequestLogsResource) -> dg.SkipReason:
+    rt = freshness.runtime()
+    touched = mutate(rt.settings.source_path, edits=1)
+    logs = 0
+    if request_logs.request_logs_path:
+        now = utc_now()
+        start = datetime.combine(now.date(), time(), tzinfo=timezone.utc)
+        try:
+            logs = write_demo_logs(rt.shard_state(), request_logs.path_for(str(now.date())),
+                                   n_requests=500, start=start, end=now)
+        except FreshnessError as exc:  # nothing indexed yet
+            context.log.info("no demo logs yet: %s", exc)
+    return dg.SkipReason(f"edited {touched}; wrote {logs} synthetic requests")
