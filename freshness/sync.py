@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -24,11 +25,13 @@ import pyarrow.compute as pc
 
 from freshness.diff import ChunkPlan, damaged_docs, diff_docs, plan_chunks
 from freshness.errors import FreshnessError
+from freshness.faults import fault_point
 from freshness.index.base import PointRecord
 from freshness.run_log import record_run
 from freshness.runtime import Runtime
 from freshness.shard_names import shard_name_problem
 from freshness.sources.base import Listing, Skip
+from freshness.state.lease import run_leased
 from freshness.state.manifest import ShardManifest
 from freshness.timeutil import iso, utc_now
 
@@ -123,6 +126,7 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime) -> _Work:
     doc_meta = pa.table({"doc_id": docs["doc_id"], "doc_hash": pa.array(doc_hashes, pa.string()),
                          "updated_at": docs["updated_at"]})
     new_chunks = rt.chunker.chunk_docs(docs)
+    fault_point("after_chunking")
     plan = plan_chunks(manifest.chunks, changes, doc_meta, new_chunks, present, now)
     counts: Counter = Counter(
         {f"docs_{k}": v for k, v in Counter(changes["change"].to_pylist()).items()})
@@ -164,6 +168,7 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
             session.set_payload({r["point_id"]: {"chunk_index": r["chunk_index"]}
                                  for r in plan.payload_updates.to_pylist()})
             session.delete(plan.orphans)
+    fault_point("before_manifest")
     chunks = plan.next_chunks.set_column(
         7, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
                                        pa.scalar(now, pa.timestamp("us", "UTC"))))
@@ -195,10 +200,15 @@ def _shard_info(work: _Work, now: datetime, index_changed: bool) -> dict:
 
 
 def sync(rt: Runtime, shards: Sequence[str] | None = None,
-         progress: ProgressFn | None = None, logger: logging.Logger | None = None) -> SyncResult:
-    """Bring the given shards (default: every shard the source has) up to date."""
+         progress: ProgressFn | None = None, logger: logging.Logger | None = None,
+         now: datetime | None = None) -> SyncResult:
+    """Bring the given shards (default: every shard the source has) up to date.
+
+    `now` stamps embedded_at / retired_at (default: the wall clock); replays of a change log
+    pass the replayed time so that lineage lines up with the log.
+    """
     logger = logger or log
-    started, now = time.perf_counter(), utc_now()
+    started, now = time.perf_counter(), now or utc_now()
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
     results: dict[str, ShardResult] = {}
@@ -233,7 +243,10 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     for item in work:
         n = item.plan.to_embed.num_rows
         try:
-            results[item.shard].info = _apply_shard(rt, item, vectors[offset:offset + n], now)
+            results[item.shard].info = run_leased(  # one run at a time per shard
+                rt.store, rt.collection, item.shard, item.manifest.version,
+                rt.settings.lock_timeout_s,
+                partial(_apply_shard, rt, item, vectors[offset:offset + n], now))
         except FreshnessError as exc:
             results[item.shard].ok, results[item.shard].error = False, str(exc)
             logger.error("shard %s: %s", item.shard, exc)

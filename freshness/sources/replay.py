@@ -71,12 +71,17 @@ class ReplaySource(TableSource):
             ).fetchall()
             seq = rows[0][0]
         seq = self.max_seq if seq is None else max(0, min(int(seq), self.max_seq))
+        self._clock = as_utc(at) if at is not None else self.commit_time(seq)
         sql = self._as_of_sql(seq)
         with self._lock:
             self._con.sql(f"CREATE OR REPLACE TEMP TABLE source_state AS {sql}")
         self._set_relation("SELECT * FROM source_state")
         self.as_of_seq = seq
         return seq
+
+    def now(self) -> datetime:
+        """The replayed time: the commit (or `at` time) the source was last moved to."""
+        return getattr(self, "_clock", None) or super().now()
 
     def commit_time(self, seq: int) -> datetime | None:
         """Commit time of `seq`."""

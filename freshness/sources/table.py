@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import datetime
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -109,6 +110,10 @@ class TableSource:
                 shards.append(shard)
         return Discovery(shards, skips)
 
+    def now(self) -> datetime:
+        """The source's clock (the wall clock; a replay uses the replayed time)."""
+        return utc_now()
+
     def change_tokens(self) -> dict[str, str]:
         """Per shard: row count, newest update time and an xor of row hashes (one SQL pass)."""
         rows = self._query(
@@ -120,7 +125,7 @@ class TableSource:
                 if shard_name_problem(r["shard"]) is None}
 
     def listing(self, shard: str) -> Listing:
-        scanned_at = utc_now()
+        scanned_at = self.now()
         checked = self._query(
             """
             SELECT doc_id, md5(content) AS doc_hash, updated_at,
