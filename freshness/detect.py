@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshness.diff import diff_docs
 from freshness.runtime import Runtime
 from freshness.sources.base import Discovery
+from freshness.state.manifest import PENDING_DOCS_SCHEMA
 from freshness.state.rate_history import RateHistory
 from freshness.timeutil import as_utc, iso
 
@@ -63,6 +65,22 @@ class PendingSummary:
         return value
 
 
+def _pending_since(changes: pa.Table, scanned_at: datetime,
+                   previous: pa.Table | None) -> pa.Table:
+    """Per pending doc, when it first changed as far as we know: its update time (deletes: the
+    scan time), or an earlier time seen pending by a previous poll of the same version."""
+    con = duckdb.connect()
+    con.register("changes", changes)
+    con.register("previous",
+                 previous if previous is not None else PENDING_DOCS_SCHEMA.empty_table())
+    return con.sql(
+        """SELECT c.doc_id, least(coalesce(c.updated_at, ?::TIMESTAMPTZ),
+                                  coalesce(p.since, c.updated_at, ?::TIMESTAMPTZ)) AS since
+           FROM changes c LEFT JOIN previous p USING (doc_id)
+           WHERE c.change IN ('added', 'modified', 'deleted') ORDER BY c.doc_id""",
+        params=[scanned_at, scanned_at]).to_arrow_table().cast(PENDING_DOCS_SCHEMA)
+
+
 def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSummary:
     """Diff one shard's listing against its manifest; record the result and the poll."""
     state = rt.shard_state()
@@ -73,17 +91,14 @@ def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSu
     counts = {k: 0 for k in ("added", "modified", "deleted", "unchanged")}
     for change in changes["change"].to_pylist():
         counts[change] += 1
-    pending = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
-    oldest = pc.min(pending["updated_at"]).as_py() if pending.num_rows else None
-    if counts["deleted"]:
-        oldest = min(filter(None, [oldest, listing.scanned_at]))
     previous = state.read_pending(shard)
-    if oldest and previous and previous.get("manifest_version") == manifest.version:
-        earlier = as_utc(previous.get("oldest_pending_change"))
-        oldest = min(filter(None, [oldest, earlier]))
+    same_version = bool(previous) and previous.get("manifest_version") == manifest.version
+    pending = _pending_since(changes, listing.scanned_at,
+                             state.read_pending_docs(shard) if same_version else None)
+    state.write_pending_docs(shard, pending)
+    oldest = pc.min(pending["since"]).as_py() if pending.num_rows else None
     newest = pc.max(listing.docs["updated_at"]).as_py() if listing.docs.num_rows else None
-    since = [t.timestamp() / DAY for t in pending["updated_at"].to_pylist() if t]
-    since += [listing.scanned_at.timestamp() / DAY] * counts["deleted"]
+    since = [t.timestamp() / DAY for t in pending["since"].to_pylist()]
     summary = PendingSummary(
         shard, counts["added"], counts["modified"], counts["deleted"], counts["unchanged"],
         len(listing.skips), listing.complete, listing.scanned_at, manifest.version,

@@ -61,18 +61,23 @@ class ChunkPlan:
 
 
 def plan_chunks(manifest: pa.Table, doc_changes: pa.Table, docs: pa.Table, new_chunks: pa.Table,
-                present_ids: set[str], now: datetime) -> ChunkPlan:
+                present_ids: set[str], now: datetime,
+                pending_since: pa.Table | None = None) -> ChunkPlan:
     """Merge the old manifest with the re-chunked changed docs.
 
     `docs` has (doc_id, doc_hash, updated_at) of the changed docs as read; `new_chunks` their
     chunks. A row is embedded when its point is absent from the index (`present_ids`): new or
     edited chunks normally, plus points lost behind our back (the caller re-reads those docs,
-    see `damaged_docs`).
+    see `damaged_docs`). A retired version is stamped `superseded_at` = when its doc first
+    changed as detection saw it (`pending_since`), else the new version's update time.
     """
     con = duckdb.connect()
     present = pa.table({"point_id": pa.array(sorted(present_ids), pa.string())})
+    pending = pending_since if pending_since is not None else \
+        pa.table({"doc_id": pa.array([], pa.string()),
+                  "since": pa.array([], pa.timestamp("us", "UTC"))})
     for name, table in (("manifest", manifest), ("changes", doc_changes), ("docs", docs),
-                        ("new_chunks", new_chunks), ("present", present)):
+                        ("new_chunks", new_chunks), ("present", present), ("pending", pending)):
         con.register(name, table)
     con.sql("SET TimeZone = 'UTC'")
     con.sql(
@@ -107,9 +112,9 @@ def plan_chunks(manifest: pa.Table, doc_changes: pa.Table, docs: pa.Table, new_c
              AND old_chunk_index IS NOT NULL AND old_chunk_index <> chunk_index"""
     ).to_arrow_table()
     retired = con.sql(
-        """SELECT m.*, coalesce(d.updated_at, ?::TIMESTAMPTZ) AS superseded_at,
+        """SELECT m.*, coalesce(p.since, d.updated_at, ?::TIMESTAMPTZ) AS superseded_at,
                   ?::TIMESTAMPTZ AS retired_at
-           FROM manifest m LEFT JOIN docs d USING (doc_id)
+           FROM manifest m LEFT JOIN docs d USING (doc_id) LEFT JOIN pending p USING (doc_id)
            WHERE m.point_id NOT IN (SELECT point_id FROM next)""",
         params=[now, now],
     ).to_arrow_table().cast(HISTORY_SCHEMA)

@@ -73,13 +73,27 @@ FROM s
 """
 
 
+def _live_superseded(manifest, pending: pa.Table | None) -> pa.Array:
+    """For live chunks: when detection saw their doc change (still pending), else null."""
+    ts_type = HISTORY_SCHEMA.field("superseded_at").type
+    if pending is None or not pending.num_rows:
+        return pa.nulls(manifest.chunks.num_rows, ts_type)
+    since = dict(zip(pending["doc_id"].to_pylist(), pending["since"].to_pylist()))
+    return pa.array([since.get(d) for d in manifest.chunks["doc_id"].to_pylist()], ts_type)
+
+
 def load_versions(state: ShardStateStore, shards: Iterable[str] | None = None) -> pa.Table:
-    """Every chunk version of a collection's shards: live ones and retired history."""
+    """Every chunk version of a collection's shards: live ones and retired history.
+
+    A live version whose doc detection has seen changed (pending, not yet embedded) carries
+    that time as `superseded_at`, so retrievals after it count as stale."""
     tables = []
     for shard in state.shards() if shards is None else shards:
-        live = state.load(shard).chunks
+        manifest = state.load(shard)
+        live = manifest.chunks
         nulls = pa.nulls(live.num_rows, HISTORY_SCHEMA.field("retired_at").type)
-        live = live.append_column("superseded_at", nulls).append_column("retired_at", nulls)
+        live = live.append_column("superseded_at", _live_superseded(
+            manifest, state.pending_docs_for(manifest))).append_column("retired_at", nulls)
         for table in (live.cast(HISTORY_SCHEMA), state.history(shard)):
             tables.append(table.add_column(0, "shard", pa.array([shard] * table.num_rows,
                                                                 pa.string())))

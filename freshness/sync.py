@@ -127,7 +127,8 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime) -> _Work:
                          "updated_at": docs["updated_at"]})
     new_chunks = rt.chunker.chunk_docs(docs)
     fault_point("after_chunking")
-    plan = plan_chunks(manifest.chunks, changes, doc_meta, new_chunks, present, now)
+    plan = plan_chunks(manifest.chunks, changes, doc_meta, new_chunks, present, now,
+                       rt.shard_state().pending_docs_for(manifest))
     counts: Counter = Counter(
         {f"docs_{k}": v for k, v in Counter(changes["change"].to_pylist()).items()})
     counts.update(

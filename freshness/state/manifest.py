@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from freshness.errors import StateError
+from freshness.faults import fault_point
 from freshness.state.store import StateStore
 
 TS = pa.timestamp("us", tz="UTC")
@@ -34,6 +35,7 @@ MANIFEST_SCHEMA = pa.schema(
 HISTORY_SCHEMA = pa.schema(
     list(MANIFEST_SCHEMA) + [("superseded_at", TS), ("retired_at", TS)]
 )
+PENDING_DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("since", TS)])
 KEEP_OLD_VERSIONS = 1
 
 
@@ -100,6 +102,7 @@ class ShardStateStore:
                                    f"retired-{version:08d}.parquet")
         info = {**info, "shard": previous.shard, "collection": self.collection,
                 "version": version, "chunks_file": chunks_file, "format": 1}
+        fault_point("mid_manifest")
         self.store.write_json(info, *folder, "manifest.json")
         self._drop_old_versions(previous.shard, version)
         return ShardManifest(previous.shard, self.collection, version, chunks, info)
@@ -127,6 +130,22 @@ class ShardStateStore:
 
     def write_pending(self, shard: str, pending: dict) -> None:
         self.store.write_json(pending, *self._dir(shard), "pending.json")
+
+    def write_pending_docs(self, shard: str, pending: pa.Table) -> None:
+        """Per pending doc, since when (the sync stamps retired versions with it)."""
+        self.store.write_table(pending.cast(PENDING_DOCS_SCHEMA), *self._dir(shard),
+                               "pending_docs.parquet")
+
+    def read_pending_docs(self, shard: str) -> pa.Table | None:
+        table = self.store.read_table(*self._dir(shard), "pending_docs.parquet")
+        return None if table is None else table.cast(PENDING_DOCS_SCHEMA)
+
+    def pending_docs_for(self, manifest: ShardManifest) -> pa.Table | None:
+        """The recorded pending docs, if recorded against this manifest version."""
+        pending = self.read_pending(manifest.shard)
+        if not pending or pending.get("manifest_version") != manifest.version:
+            return None
+        return self.read_pending_docs(manifest.shard)
 
     def read_pending(self, shard: str) -> dict | None:
         return self.store.read_json(*self._dir(shard), "pending.json")
