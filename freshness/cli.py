@@ -1,5 +1,5 @@
-"""`freshness` command line: sync, detect, status, search, verify, simulate, histogram,
-demo-corpus."""
+"""`freshness` command line: sync, detect, status, search, verify, repair, simulate,
+histogram, demo-corpus."""
 
 from __future__ import annotations
 
@@ -211,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> dict:
     """Commands that live in their own modules (name -> module with add_parser/run)."""
-    from freshness import cli_simulate
+    from freshness import cli_repair, cli_simulate
 
-    return {"simulate": cli_simulate}
+    return {"simulate": cli_simulate, "repair": cli_repair}
 
 
 COMMANDS = {"sync": cmd_sync, "detect": cmd_detect, "status": cmd_status, "search": cmd_search,

@@ -40,6 +40,7 @@ class Settings:
     overlap_tokens: int = 32
     max_doc_bytes: int = 2_000_000
     lock_timeout_s: float = 120.0
+    index_check_interval_minutes: float = 60.0  # quiet shards re-read Qdrant ids this often
     # Cadence policy (see docs/policy.md)
     budget_gpu_seconds_per_day: float = 3600.0
     max_staleness_hours: float | None = None  # per-shard SLA: embed a change within this

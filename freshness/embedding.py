@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from freshness.faults import fault_point
 from freshness.models import ModelSpec
 
 ProgressFn = Callable[[int, int, float], None]
 _MODELS: dict[tuple, object] = {}
 _LOCK = threading.Lock()
+BLOCK_SIZE = int(os.environ.get("FRESHNESS_EMBED_BLOCK_SIZE", "2048"))  # tests: small
 
 
 def resolve_device(requested: str = "auto") -> str:
@@ -59,7 +61,7 @@ class Embedder:
     """Turns chunk texts into normalized vectors, reporting progress per block."""
 
     def __init__(self, spec: ModelSpec, device: str = "auto", batch_size: int = 64,
-                 block_size: int = 2048) -> None:
+                 block_size: int = BLOCK_SIZE) -> None:
         self.spec = spec
         self.requested_device = device
         self.batch_size = batch_size
@@ -91,4 +93,5 @@ class Embedder:
                                       show_progress_bar=False))
             if progress:
                 progress(start + len(block), len(texts), time.perf_counter() - started)
+            fault_point("mid_embedding")
         return np.vstack(parts).astype(np.float32, copy=False)

@@ -25,7 +25,7 @@ def reconcile(rt: Runtime, shards: Sequence[str] | None = None, repair: bool = F
     if repair and drifted:
         for check in drifted:
             _delete_wrong_points(rt, check)
-        result = sync(rt, [c.shard for c in drifted])
+        result = sync(rt, [c.shard for c in drifted], check_index=True)
         after = verify(rt, [c.shard for c in drifted], deep=False, sample=sample)
         report.update(repaired=all(c.ok for c in after), repair_totals=dict(result.totals),
                       after=[c.as_dict() for c in after])

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 import numpy as np
@@ -33,7 +33,7 @@ from freshness.shard_names import shard_name_problem
 from freshness.sources.base import Listing, Skip
 from freshness.state.lease import run_leased
 from freshness.state.manifest import ShardManifest
-from freshness.timeutil import iso, utc_now
+from freshness.timeutil import as_utc, iso, utc_now
 
 log = logging.getLogger("freshness.sync")
 ProgressFn = Callable[[int, int, float], None]
@@ -106,11 +106,27 @@ class _Work:
     counts: Counter
 
 
-def _plan_shard(rt: Runtime, shard: str, now: datetime) -> _Work:
+def _present_points(rt: Runtime, manifest: ShardManifest, changes: pa.Table,
+                    now: datetime, check_index: bool = False) -> set[str]:
+    """The shard's point ids in the index. Read from the index when the shard has changes
+    (crash recovery needs them) or its last index check is older than the interval (drift
+    self-healing); otherwise the manifest's ids are trusted — opening an embedded shard costs
+    ~0.1 s, which a sensor tick over many quiet shards should not pay."""
+    quiet = manifest.version > 0 and not pc.any(pc.not_equal(changes["change"],
+                                                             "unchanged")).as_py()
+    checked = as_utc(manifest.info.get("index_checked_at"))
+    interval = timedelta(minutes=rt.settings.index_check_interval_minutes)
+    if quiet and checked and now - checked < interval and not check_index:
+        return set(manifest.chunks["point_id"].to_pylist())
+    manifest.info["index_checked_at"] = iso(now)
+    return rt.index.shard_point_ids(rt.collection, manifest.shard)
+
+
+def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = False) -> _Work:
     listing = rt.source.listing(shard)
     manifest = rt.shard_state().load(shard)
     changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
-    present = rt.index.shard_point_ids(rt.collection, shard)
+    present = _present_points(rt, manifest, changes, now, check_index)
     unchanged = manifest.chunks.filter(pc.is_in(
         manifest.chunks["doc_id"],
         changes.filter(pc.equal(changes["change"], "unchanged"))["doc_id"]))
@@ -173,7 +189,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
     chunks = plan.next_chunks.set_column(
         7, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
                                        pa.scalar(now, pa.timestamp("us", "UTC"))))
-    info = _shard_info(work, now, touches_index)
+    adopted = pc.any(pc.is_null(plan.next_chunks["embedded_at"])).as_py()  # a crashed run's
+    info = _shard_info(work, now, bool(touches_index or plan.retired.num_rows or adopted))
     changed = touches_index or work.counts.get("docs_modified", 0) or work.manifest.version == 0
     state = rt.shard_state()
     if changed or plan.retired.num_rows:
@@ -194,6 +211,7 @@ def _shard_info(work: _Work, now: datetime, index_changed: bool) -> dict:
         "last_synced_at": iso(now),
         "oldest_pending_change": None,
         "source_scanned_at": iso(work.listing.scanned_at),
+        "index_checked_at": previous.get("index_checked_at"),
         "docs": work.counts["docs_total"],
         "chunks": work.counts["chunks_total"],
         "last_run": dict(work.counts),
@@ -202,11 +220,12 @@ def _shard_info(work: _Work, now: datetime, index_changed: bool) -> dict:
 
 def sync(rt: Runtime, shards: Sequence[str] | None = None,
          progress: ProgressFn | None = None, logger: logging.Logger | None = None,
-         now: datetime | None = None) -> SyncResult:
+         now: datetime | None = None, check_index: bool = False) -> SyncResult:
     """Bring the given shards (default: every shard the source has) up to date.
 
     `now` stamps embedded_at / retired_at (default: the wall clock); replays of a change log
-    pass the replayed time so that lineage lines up with the log.
+    pass the replayed time so that lineage lines up with the log. `check_index` reads every
+    shard's point ids from Qdrant even when nothing changed (repairs drift at once).
     """
     logger = logger or log
     started, now = time.perf_counter(), now or utc_now()
@@ -221,7 +240,7 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
             result.ok, result.error = False, problem
             continue
         try:
-            item = _plan_shard(rt, shard, now)
+            item = _plan_shard(rt, shard, now, check_index)
         except FreshnessError as exc:
             result.ok, result.error = False, str(exc)
             logger.error("shard %s: %s", shard, exc)

@@ -108,7 +108,7 @@ def test_duplicate_ids_and_unsafe_shards_in_a_table_source(tmp_path, make_runtim
 
 
 def test_drift_is_repaired_and_orphans_removed(corpus, make_runtime):
-    rt = make_runtime(corpus)
+    rt = make_runtime(corpus, index_check_interval_minutes=0)  # check Qdrant on every sync
     sync(rt)
     manifest = rt.shard_state().load("alpha")
     lost = manifest.chunks["point_id"][0].as_py()

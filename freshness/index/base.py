@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-UPSERT_BATCH = 1000
+UPSERT_BATCH = int(os.environ.get("FRESHNESS_UPSERT_BATCH", "1000"))  # tests: small
 
 
 @dataclass

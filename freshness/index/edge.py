@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from freshness.errors import IndexBusyError, StateError
+from freshness.faults import fault_point
 from freshness.index.base import Hit, PointRecord, SearchResult, batched, merge_hits
 from freshness.shard_names import is_valid_shard_name
 
@@ -45,6 +46,7 @@ class EdgeShardSession:
                 [Point(id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(),
                        payload=p.payload) for p in batch]
             ))
+            fault_point("partial_upsert")
 
     def set_payload(self, updates: dict[str, dict]) -> None:
         from qdrant_edge import UpdateOperation
@@ -238,4 +240,5 @@ class EdgeIndex:
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
+    fault_point("alias_swap" if path.name == "aliases.json" else "collection_meta")
     os.replace(tmp, path)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -66,7 +66,8 @@ class TableSource:
         with self._lock:
             try:
                 self._con.sql(f"CREATE OR REPLACE TEMP VIEW source_raw AS {relation_sql}")
-                columns = [r[0] for r in self._con.sql("DESCRIBE source_raw").fetchall()]
+                types = {r[0]: r[1] for r in self._con.sql("DESCRIBE source_raw").fetchall()}
+                columns = list(types)
             except duckdb.Error as exc:
                 raise SourceError(f"cannot read table source {self.name}: {exc}") from exc
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -77,20 +78,28 @@ class TableSource:
                     "metadata)"
                 )
             extra = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+            if "not_utf8" in extra or "size" in extra:
+                extra = [c for c in extra if c not in ("not_utf8", "size")]
             meta = ", ".join(f"{_quote(c)}: \"{c}\"" for c in extra)
             metadata_sql = f"to_json({{{meta}}})::VARCHAR" if extra else "NULL::VARCHAR"
             if "metadata" in columns:
                 metadata_sql = "metadata::VARCHAR"
             updated_sql = ("try_cast(updated_at AS TIMESTAMPTZ)" if "updated_at" in columns
                            else "NULL::TIMESTAMPTZ")
+            binary = types.get("content") == "BLOB"  # bytes: decode, refuse what is not UTF-8
+            content_sql = "try(decode(content))" if binary else "content::VARCHAR"
+            not_utf8_sql = ("(content IS NOT NULL AND try(decode(content)) IS NULL)" if binary
+                            else "false")
             self._con.sql(
                 f"""CREATE OR REPLACE TEMP VIEW source_docs AS
                 SELECT doc_id::VARCHAR AS doc_id, shard::VARCHAR AS shard,
-                       content::VARCHAR AS content,
+                       {content_sql} AS content, {not_utf8_sql} AS not_utf8,
+                       strlen({content_sql}) AS size,
                        {updated_sql} AS updated_at,
                        {metadata_sql} AS metadata
                 FROM source_raw"""
             )
+            self._copies_ready = False
 
     def _query(self, sql: str, params: list | None = None) -> pa.Table:
         with self._lock:
@@ -124,62 +133,65 @@ class TableSource:
         return {r["shard"]: f"{r['n']}-{r['newest']}-{r['digest']}" for r in rows
                 if shard_name_problem(r["shard"]) is None}
 
+    def _checked_sql(self) -> str:
+        """Every row with the reason it cannot be indexed (NULL when it can). Duplicates are
+        counted over the whole table, so a doc id in two shards is refused in both."""
+        return f"""
+            SELECT d.doc_id, d.shard, d.content, d.updated_at, d.size,
+              CASE
+                WHEN d.doc_id IS NULL OR trim(d.doc_id) = '' THEN
+                  'row has no doc_id: every row needs a unique doc_id'
+                WHEN c.copies > 1 THEN 'duplicate doc_id (' || c.copies || ' rows' ||
+                  CASE WHEN c.shards > 1 THEN ' in ' || c.shards || ' shards' ELSE '' END ||
+                  '): make doc_id unique per document; the indexed version is kept until it is'
+                WHEN d.not_utf8 THEN 'not UTF-8 text: re-encode it as UTF-8'
+                WHEN d.content IS NULL OR regexp_matches(d.content, '^\\s*$') THEN
+                  'empty document: nothing to embed'
+                WHEN d.size > {int(self.max_doc_bytes)} THEN 'document is ' || d.size ||
+                  ' characters, over max_doc_bytes={int(self.max_doc_bytes)}: split it or raise '
+                  || 'FRESHNESS_MAX_DOC_BYTES'
+              END AS problem
+            FROM source_docs d LEFT JOIN doc_copies c USING (doc_id)"""
+
     def listing(self, shard: str) -> Listing:
+        """Valid rows become the listing in SQL; only refused rows are visited in Python."""
         scanned_at = self.now()
-        checked = self._query(
-            """
-            SELECT doc_id, md5(content) AS doc_hash, updated_at,
-                   count(*) OVER (PARTITION BY doc_id) AS copies,
-                   CASE
-                     WHEN doc_id IS NULL OR trim(doc_id) = '' THEN 'missing doc_id'
-                     WHEN content IS NULL OR trim(content) = '' THEN 'empty'
-                     WHEN strlen(content) > ? THEN 'too_large'
-                   END AS problem,
-                   strlen(content) AS size
-            FROM source_docs WHERE shard = ?
-            """,
-            [self.max_doc_bytes, shard],
-        ).to_pylist()
-        ids, hashes, times, skips = [], [], [], []
+        self._ensure_doc_copies()
+        sql = f"WITH checked AS ({self._checked_sql()} WHERE d.shard = ?)"
+        docs = self._query(
+            f"""{sql} SELECT doc_id, md5(content) AS doc_hash,
+                   least(coalesce(updated_at, ?::TIMESTAMPTZ), ?::TIMESTAMPTZ) AS updated_at
+                FROM checked WHERE problem IS NULL ORDER BY doc_id""",
+            [shard, scanned_at, scanned_at]).cast(LISTING_SCHEMA)
+        summary = self._query(
+            f"""{sql} SELECT count(*) FILTER (WHERE updated_at IS NULL) AS missing,
+                   count(*) FILTER (WHERE updated_at > ?::TIMESTAMPTZ) AS future
+                FROM checked WHERE problem IS NULL""", [shard, scanned_at]).to_pylist()[0]
         notes: Counter = Counter()
-        for row in checked:
-            reason = self._problem_text(row)
-            if reason:
-                skips.append(Skip(str(row["doc_id"]), shard, reason))
-                continue
-            updated = row["updated_at"]
-            if updated is None:
-                notes["missing_updated_at_set_to_scan_time"] += 1
-                updated = scanned_at
-            elif updated > scanned_at:
-                notes["future_timestamp_clamped"] += 1
-                updated = scanned_at
-            ids.append(row["doc_id"])
-            hashes.append(row["doc_hash"])
-            times.append(updated)
-        docs = pa.table({"doc_id": ids, "doc_hash": hashes, "updated_at": times}, LISTING_SCHEMA)
+        if summary["missing"]:
+            notes["missing_updated_at_set_to_scan_time"] = summary["missing"]
+        if summary["future"]:
+            notes["future_timestamp_clamped"] = summary["future"]
+        refused = self._query(f"{sql} SELECT doc_id, problem FROM checked "
+                              "WHERE problem IS NOT NULL", [shard]).to_pylist()
+        skips = [Skip(str(r["doc_id"]), shard, r["problem"]) for r in refused]
         return Listing(shard, docs, scanned_at, complete=True, skips=skips, notes=notes)
 
-    def _problem_text(self, row: dict) -> str | None:
-        if row["copies"] > 1 and row["doc_id"] is not None:
-            return (
-                f"duplicate doc_id ({row['copies']} rows): make doc_id unique per document; "
-                "the indexed version is kept until it is"
-            )
-        problem = row["problem"]
-        if problem == "missing doc_id":
-            return "row has no doc_id: every row needs a unique doc_id"
-        if problem == "empty":
-            return "empty document: nothing to embed"
-        if problem == "too_large":
-            return (
-                f"document is {row['size']} characters, over max_doc_bytes={self.max_doc_bytes}: "
-                "split it or raise FRESHNESS_MAX_DOC_BYTES"
-            )
-        return None
+    def _ensure_doc_copies(self) -> None:
+        """Doc ids that occur more than once (computed once per relation)."""
+        if self._copies_ready:
+            return
+        with self._lock:
+            self._con.sql(
+                """CREATE OR REPLACE TEMP TABLE doc_copies AS
+                   SELECT doc_id, count(*) AS copies, count(DISTINCT shard) AS shards
+                   FROM source_docs WHERE doc_id IS NOT NULL GROUP BY doc_id
+                   HAVING count(*) > 1""")
+        self._copies_ready = True
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         wanted = pa.table({"doc_id": pa.array(list(doc_ids), pa.string())})
+        self._ensure_doc_copies()
         with self._lock:
             self._con.register("wanted_ids", wanted)
             try:
@@ -188,8 +200,7 @@ class TableSource:
                               least(coalesce(d.updated_at, now()), now()) AS updated_at,
                               d.metadata
                        FROM source_docs d JOIN wanted_ids w USING (doc_id)
-                       WHERE d.shard = ?
-                       QUALIFY count(*) OVER (PARTITION BY d.doc_id) = 1""",
+                       WHERE d.shard = ? AND d.doc_id NOT IN (SELECT doc_id FROM doc_copies)""",
                     params=[shard],
                 ).to_arrow_table()
             finally:

@@ -74,14 +74,25 @@ class ShardStateStore:
         info = self.store.read_json(*self._dir(shard), "manifest.json")
         if info is None:
             return ShardManifest(shard, self.collection)
-        chunks = self.store.read_table(*self._dir(shard), info["chunks_file"])
+        where = self.store.path(*self._dir(shard), "manifest.json")
+        try:
+            chunks_file, version = str(info["chunks_file"]), int(info["version"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"state file {where} lacks a valid chunks_file/version ({exc!r}): "
+                             "run `freshness repair` to rebuild it from the index") from exc
+        chunks = self.store.read_table(*self._dir(shard), chunks_file)
         if chunks is None:
             raise StateError(
-                f"manifest of shard {shard!r} names {info['chunks_file']}, which is missing: "
+                f"manifest of shard {shard!r} names {chunks_file}, which is missing: "
                 "run `freshness repair` to rebuild it from the index"
             )
-        return ShardManifest(shard, self.collection, int(info["version"]),
-                             chunks.cast(MANIFEST_SCHEMA), info)
+        try:
+            chunks = chunks.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+        except (KeyError, ValueError, pa.ArrowInvalid) as exc:
+            raise StateError(f"state file {chunks_file} of shard {shard!r} has another schema "
+                             f"({exc}): run `freshness repair` to rebuild it from the index"
+                             ) from exc
+        return ShardManifest(shard, self.collection, version, chunks, info)
 
     def commit(self, previous: ShardManifest, chunks: pa.Table, retired: pa.Table,
                info: dict) -> ShardManifest:

@@ -28,6 +28,17 @@ def _check_segment(segment: str) -> str:
     return segment
 
 
+def make_dirs(folder: Path) -> None:
+    """Create a folder and its missing parents as 0o755 (never group/world-writable)."""
+    if folder.is_dir():
+        return
+    make_dirs(folder.parent)
+    try:
+        os.mkdir(folder, 0o755)
+    except FileExistsError:
+        pass
+
+
 class StateStore:
     """Files under one root: a local path, `file://`, `s3://`, `gs://`, … URI."""
 
@@ -62,7 +73,7 @@ class StateStore:
             with self.fs.open_output_stream(target) as out:
                 out.write(data)
             return
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(Path(target).parent)
         tmp = f"{target}.tmp-{uuid.uuid4().hex}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:

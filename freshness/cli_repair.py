@@ -1,0 +1,30 @@
+"""`freshness repair [--shard X]`: rebuild broken shard manifests from the index payloads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from freshness.runtime import Runtime
+
+
+def add_parser(sub) -> None:
+    from freshness.cli import _common
+
+    p = sub.add_parser("repair", help="rebuild shard manifests from the index payloads "
+                                      "(default: every shard whose manifest is unreadable)")
+    _common(p)
+    p.add_argument("--shard", action="append",
+                   help="rebuild this shard even if its manifest loads (repeatable)")
+
+
+def run(args: argparse.Namespace, rt: Runtime | None = None) -> int:
+    from freshness.cli import _settings
+    from freshness.repair import broken_shards, repair_shard
+
+    rt = rt or Runtime(_settings(args))
+    shards = args.shard or broken_shards(rt)
+    reports = [repair_shard(rt, s) for s in shards]
+    print(json.dumps({"collection": rt.collection, "repaired": reports}, indent=2,
+                     default=str))
+    return 0
