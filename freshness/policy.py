@@ -247,6 +247,15 @@ def optimal_frequencies(change_rates: Sequence[float], budget: float,
         low, high = (mid, high) if spent(mid) > budget else (low, mid)
     frequencies = [frequency_for(high, i) for i in range(len(rates))]
     total = sum(c * f for c, f in zip(costs, frequencies))
+    if total < budget * (1 - 1e-9):
+        # Budgets tiny next to the rates make the marginal gain flat near w/λ (freshness is
+        # ≈ f/λ): μ cannot be resolved in floating point. Share what is left among the
+        # elements at the margin, which are interchangeable there.
+        margin = [i for i in range(len(rates)) if rates[i] > 0 and weights[i] > 0
+                  and weights[i] / (rates[i] * costs[i]) >= high * (1 - 1e-9)]
+        for i in margin:
+            frequencies[i] += (budget - total) / len(margin) / costs[i]
+        total = sum(c * f for c, f in zip(costs, frequencies))
     # remove the bisection's last sliver so that the budget is spent exactly
     return [f * budget / total for f in frequencies] if total > 0 else frequencies
 

@@ -36,7 +36,7 @@ def test_age_objective_syncs_every_element():
 rates = st.lists(st.floats(0.05, 20), min_size=1, max_size=6)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(rates, st.floats(0.5, 50))
 def test_budget_is_spent_exactly_and_beats_uniform(change_rates, budget):
     frequencies = optimal_frequencies(change_rates, budget)
@@ -46,7 +46,7 @@ def test_budget_is_spent_exactly_and_beats_uniform(change_rates, budget):
         mean_objective(change_rates, uniform) - 1e-9
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(rates, st.floats(0.5, 50), st.floats(1.01, 4))
 def test_more_budget_never_lowers_freshness(change_rates, budget, factor):
     low = mean_objective(change_rates, optimal_frequencies(change_rates, budget))
@@ -58,7 +58,7 @@ shards = st.lists(st.tuples(st.integers(1, 5000), st.floats(1e-4, 0.05), st.floa
                   min_size=1, max_size=6)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(shards, st.floats(0.5, 200), st.floats(1.1, 5))
 def test_debt_plan_meets_the_budget_and_improves_with_it(specs, budget, factor):
     models = [ShardModel(f"s{i}", n, r, w) for i, (n, r, w) in enumerate(specs)]
