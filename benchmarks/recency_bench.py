@@ -83,7 +83,10 @@ def baseline(retrievals: Path, versions: Path, threads: int, memory_limit: str):
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """VmHWM of this process: ru_maxrss would inherit the parent's peak across fork + exec."""
+    from benchmarks.common import peak_rss_mb
+
+    return peak_rss_mb()
 
 
 def _cpu_seconds() -> float:
@@ -137,6 +140,20 @@ def run(rows: int = 10_000_000, chunks: int = 100_000, threads: int = 2,
     return {"rows": rows, "chunks": chunks, "threads": threads, "memory_limit": memory_limit,
             "generate_seconds": round(generated, 1), "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()], **result}
+
+
+def suite(ctx) -> dict:
+    """Adapter for `python -m benchmarks run`: 10 M rows (1 M with --quick), as figures."""
+    from benchmarks.common import Figure
+
+    rows = 1_000_000 if ctx.quick else 10_000_000
+    out = run(rows=rows)
+    return {"figures": [
+        Figure("recency", f"recency_report, {rows:,} request rows", out["recency_seconds_median"],
+               "s", 3, out["baseline_seconds_median"], out["ratio_to_baseline"], None, None,
+               f"peak RSS {out['recency_peak_rss_mb']:.0f} MiB (child); baseline = bare "
+               f"point-id join + bucketing; CPU ratio {out['cpu_ratio_to_baseline']}"),
+    ], "details": out}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,109 @@
+"""Benchmark suite entry point.
+
+    python -m benchmarks run [--quick] [--gpu] [--data PATH] [--out DIR] [--only NAME ...]
+    python -m benchmarks gpu [--device cuda|cpu] [--quick] [--data PATH] [--out DIR]
+
+`run` executes the benchmarks in order (the incremental one first: its full re-embeds also
+compute the vectors that later, un-timed set-up steps reuse) and writes
+`<out>/latest.md` and `<out>/latest.json` (default out: benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from benchmarks.common import DEFAULT_DATA, Context, machine_info  # noqa: E402
+
+SUITE = ("incremental", "langchain", "overhead", "onnx", "diff", "sensor", "recency")
+MODULES = {"incremental": "incremental_bench", "langchain": "langchain_bench",
+           "overhead": "overhead_bench", "onnx": "onnx_bench", "diff": "diff_bench",
+           "sensor": "sensor_bench", "recency": "recency_bench", "gpu": "gpu_bench"}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the suite, write latest.md/latest.json")
+    run.add_argument("--quick", action="store_true", help="small sizes (< 5 min on 2 cores)")
+    run.add_argument("--gpu", action="store_true", help="also run the GPU benchmark")
+    run.add_argument("--only", nargs="+", choices=sorted(MODULES), help="run just these")
+    gpu = sub.add_parser("gpu", help="GPU throughput/memory per batch size (needs CUDA)")
+    gpu.add_argument("--device", default="cuda", help="cuda (default) or cpu (smoke check)")
+    gpu.add_argument("--quick", action="store_true", help="two batch sizes, few chunks")
+    for p in (run, gpu):
+        p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                       help=f"tldr-replay folder (default {DEFAULT_DATA})")
+        p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    return parser
+
+
+def run_suite(names: list[str], ctx: Context, command: str, gpu_device: str = "cuda") -> dict:
+    """Run benchmarks by name; a failing one is recorded with its error, the rest go on."""
+    import importlib
+
+    started = time.perf_counter()
+    results = {"command": command, "quick": ctx.quick, "data": str(ctx.data),
+               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine_info(), "benchmarks": {}}
+    for name in names:
+        print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            module = importlib.import_module(f"benchmarks.{MODULES[name]}")
+            if name == "recency":
+                out = module.suite(ctx)
+            elif name == "gpu":
+                out = module.run(replace(ctx, device=gpu_device))
+            else:
+                out = module.run(ctx)
+            entry = {"figures": [f.as_dict() for f in out["figures"]],
+                     "details": out.get("details", {})}
+        except Exception as exc:  # noqa: BLE001 - report and go on with the others
+            traceback.print_exc()
+            entry = {"figures": [], "error": f"{type(exc).__name__}: {exc}"}
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        results["benchmarks"][name] = entry
+        print(f"[benchmarks] {name} done in {entry['seconds']} s", file=sys.stderr, flush=True)
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if not (args.data / "snapshot.parquet").exists():
+        print(f"no tldr-replay data at {args.data}: pass --data PATH", file=sys.stderr)
+        return 2
+    if args.command == "gpu":
+        from benchmarks.gpu_bench import main as gpu_main
+
+        return gpu_main(args.device, args.quick, args.data, args.out)
+    from benchmarks.report import write
+
+    names = args.only or list(SUITE) + (["gpu"] if args.gpu else [])
+    with tempfile.TemporaryDirectory(prefix="freshness-bench-") as tmp:
+        ctx = Context(quick=args.quick, data=args.data.resolve(), scratch=Path(tmp))
+        results = run_suite(names, ctx, command)
+    md, js = write(results, args.out)
+    print(md.read_text())
+    print(f"wrote {md} and {js}", file=sys.stderr)
+    return 1 if any(b.get("error") for b in results["benchmarks"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
