@@ -151,29 +151,28 @@ def run(ctx: Context) -> dict:
     started = time.perf_counter()
     generate(folder, docs)
     generated = time.perf_counter() - started
-    result = {m: _child(folder, m, 1 if m == "tablesource" and not ctx.quick else ctx.reps)
-              for m in METHODS}
+    result = {m: _child(folder, m, ctx.reps) for m in METHODS}
     ours, base, real = result["ours"], result["baseline"], result["tablesource"]
     if not ours["counts"] == base["counts"] == real["counts"]:
         raise AssertionError(f"diff methods disagree: {result}")
     figures = [
-        Figure("diff", f"diff {docs:,} docs (hash + diff_docs): seconds",
+        Figure("diff", f"detect {docs:,} docs, production path (TableSource.listing + "
+               f"diff_docs, {SHARDS} shards): seconds", round(real["seconds_median"], 3), "s",
+               ctx.reps, round(base["seconds_median"], 3),
+               round(real["seconds_median"] / base["seconds_median"], 2),
+               f"<= {TARGET_S:.0f} s", real["seconds_median"] <= TARGET_S,
+               f"changes {real['counts']}; md5 of every doc included"),
+        Figure("diff", f"detect {docs:,} docs, production path: peak RSS",
+               round(real["peak_rss_mb"], 1), "MiB", ctx.reps, round(base["peak_rss_mb"], 1),
+               round(real["peak_rss_mb"] / base["peak_rss_mb"], 2), f"<= {TARGET_MB:.0f} MiB",
+               real["peak_rss_mb"] <= TARGET_MB,
+               "child process (VmHWM); baseline = bare DuckDB full outer join"),
+        Figure("diff", f"bare md5 query + diff_docs, {docs:,} docs (no memory limit)",
                round(ours["seconds_median"], 3), "s", ctx.reps,
                round(base["seconds_median"], 3),
-               round(ours["seconds_median"] / base["seconds_median"], 2), f"<= {TARGET_S:.0f} s",
-               ours["seconds_median"] <= TARGET_S, f"changes {ours['counts']}"),
-        Figure("diff", f"diff {docs:,} docs: peak RSS", round(ours["peak_rss_mb"], 1), "MiB",
-               ctx.reps, round(base["peak_rss_mb"], 1),
-               round(ours["peak_rss_mb"] / base["peak_rss_mb"], 2), f"<= {TARGET_MB:.0f} MiB",
-               ours["peak_rss_mb"] <= TARGET_MB,
-               f"child process (VmHWM); {ours['stages']['rss_mb_after_hash']:.0f} MiB already "
-               "after the md5 query (its DuckDB connection holds the memory while open); "
-               "baseline = bare DuckDB join"),
-        Figure("diff", f"TableSource.listing + diff_docs, all {SHARDS} shards",
-               round(real["seconds_median"], 3), "s", len(real["runs"]),
-               round(base["seconds_median"], 3),
-               round(real["seconds_median"] / base["seconds_median"], 2), None, None,
-               f"production path; peak RSS {real['peak_rss_mb']:.0f} MiB"),
+               round(ours["seconds_median"] / base["seconds_median"], 2), None, None,
+               f"peak RSS {ours['peak_rss_mb']:.0f} MiB: an unbounded DuckDB connection keeps "
+               "what it hashed"),
     ]
     return {"figures": figures, "details": {"docs": docs, "generate_seconds": round(generated, 1),
                                             **result}}

@@ -39,6 +39,7 @@ class Settings:
     chunk_tokens: int | None = None  # default: the model's max sequence length minus 2
     overlap_tokens: int = 32
     max_doc_bytes: int = 2_000_000
+    duckdb_memory_limit: str = "512MB"  # per table-source connection; the rest spills to disk
     lock_timeout_s: float = 120.0
     index_check_interval_minutes: float = 60.0  # quiet shards re-read Qdrant ids this often
     # Cadence policy (see docs/policy.md)

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshness.diff import diff_docs
+from freshness.duck import registered
 from freshness.runtime import Runtime
 from freshness.sources.base import Discovery
 from freshness.state.manifest import PENDING_DOCS_SCHEMA
@@ -69,16 +69,14 @@ def _pending_since(changes: pa.Table, scanned_at: datetime,
                    previous: pa.Table | None) -> pa.Table:
     """Per pending doc, when it first changed as far as we know: its update time (deletes: the
     scan time), or an earlier time seen pending by a previous poll of the same version."""
-    con = duckdb.connect()
-    con.register("changes", changes)
-    con.register("previous",
-                 previous if previous is not None else PENDING_DOCS_SCHEMA.empty_table())
-    return con.sql(
-        """SELECT c.doc_id, least(coalesce(c.updated_at, ?::TIMESTAMPTZ),
-                                  coalesce(p.since, c.updated_at, ?::TIMESTAMPTZ)) AS since
-           FROM changes c LEFT JOIN previous p USING (doc_id)
-           WHERE c.change IN ('added', 'modified', 'deleted') ORDER BY c.doc_id""",
-        params=[scanned_at, scanned_at]).to_arrow_table().cast(PENDING_DOCS_SCHEMA)
+    previous = previous if previous is not None else PENDING_DOCS_SCHEMA.empty_table()
+    with registered(changes=changes, previous=previous) as con:
+        return con.sql(
+            """SELECT c.doc_id, least(coalesce(c.updated_at, ?::TIMESTAMPTZ),
+                                      coalesce(p.since, c.updated_at, ?::TIMESTAMPTZ)) AS since
+               FROM changes c LEFT JOIN previous p USING (doc_id)
+               WHERE c.change IN ('added', 'modified', 'deleted') ORDER BY c.doc_id""",
+            params=[scanned_at, scanned_at]).to_arrow_table().cast(PENDING_DOCS_SCHEMA)
 
 
 def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSummary:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import duckdb
 import pyarrow as pa
 
+from freshness.duck import registered
 from freshness.state.manifest import HISTORY_SCHEMA, MANIFEST_SCHEMA
 
 DOC_CHANGES_SCHEMA = pa.schema(
@@ -27,11 +27,12 @@ def diff_docs(listing: pa.Table, manifest: pa.Table, complete: bool,
     A doc missing from the listing counts as deleted only when the listing is complete and the
     doc was not skipped (unreadable docs keep their indexed version).
     """
-    con = duckdb.connect()
     keep = pa.table({"doc_id": pa.array(sorted(keep_ids), pa.string())})
-    con.register("listing", listing)
-    con.register("manifest", manifest)
-    con.register("keep", keep)
+    with registered(listing=listing, manifest=manifest, keep=keep) as con:
+        return _diff_sql(con, complete)
+
+
+def _diff_sql(con, complete: bool) -> pa.Table:
     return con.sql(
         f"""
         WITH indexed AS (SELECT DISTINCT doc_id, doc_hash FROM manifest)
@@ -71,18 +72,22 @@ def plan_chunks(manifest: pa.Table, doc_changes: pa.Table, docs: pa.Table, new_c
     see `damaged_docs`). A retired version is stamped `superseded_at` = when its doc first
     changed as detection saw it (`pending_since`), else the new version's update time.
     """
-    con = duckdb.connect()
     present = pa.table({"point_id": pa.array(sorted(present_ids), pa.string())})
     pending = pending_since if pending_since is not None else \
         pa.table({"doc_id": pa.array([], pa.string()),
                   "since": pa.array([], pa.timestamp("us", "UTC"))})
-    for name, table in (("manifest", manifest), ("changes", doc_changes), ("docs", docs),
-                        ("new_chunks", new_chunks), ("present", present), ("pending", pending)):
-        con.register(name, table)
-    con.sql("SET TimeZone = 'UTC'")
+    with registered(manifest=manifest, changes=doc_changes, docs=docs, new_chunks=new_chunks,
+                    present=present, pending=pending) as con:
+        try:
+            return _plan_sql(con, present_ids, now)
+        finally:
+            con.sql("DROP TABLE IF EXISTS next")
+
+
+def _plan_sql(con, present_ids: set[str], now: datetime) -> ChunkPlan:
     con.sql(
         """
-        CREATE TEMP TABLE next AS
+        CREATE OR REPLACE TEMP TABLE next AS
         WITH kept AS (  -- docs whose old rows stay as they are
             SELECT m.* FROM manifest m
             WHERE m.doc_id NOT IN (SELECT doc_id FROM changes WHERE change <> 'unchanged')
@@ -131,11 +136,8 @@ def plan_chunks(manifest: pa.Table, doc_changes: pa.Table, docs: pa.Table, new_c
 
 def damaged_docs(manifest: pa.Table, present_ids: set[str]) -> set[str]:
     """Docs with a manifest row whose point is missing from the index (drift to repair)."""
-    con = duckdb.connect()
     present = pa.table({"point_id": pa.array(sorted(present_ids), pa.string())})
-    con.register("manifest", manifest)
-    con.register("present", present)
-    rows = con.sql(
-        "SELECT DISTINCT doc_id FROM manifest WHERE point_id NOT IN (SELECT point_id FROM present)"
-    ).fetchall()
+    with registered(manifest=manifest, present=present) as con:
+        rows = con.sql("SELECT DISTINCT doc_id FROM manifest "
+                       "WHERE point_id NOT IN (SELECT point_id FROM present)").fetchall()
     return {r[0] for r in rows}

@@ -21,13 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from freshness.refresh_math import (
-    delayed_cost_per_day,
-    delayed_cycle,
-    delayed_freshness,
-    periodic_age,
-    periodic_freshness,
-)
+from freshness.refresh_math import delayed_cycle_arrays, periodic_age, periodic_freshness
 
 MIN_DELAY_DAYS = 1 / 1440  # one minute
 MAX_DELAY_DAYS = 365.0
@@ -111,56 +105,65 @@ def _bounds(shard: ShardModel) -> tuple[float, float]:
     return low, max(low, high)
 
 
-def _expected_debt(shard: ShardModel, share: float, delay: float) -> float:
-    """Expected staleness debt when a shard is run `delay` days after its first change."""
-    _, stale_doc_days, _ = delayed_cycle(shard.docs, shard.rate_per_doc_day, delay)
-    return share / max(shard.docs, 1) * stale_doc_days
+class _Shards:
+    """The shards of a plan as arrays, so thousands are evaluated at once."""
 
+    def __init__(self, shards: Sequence[ShardModel], costs: CostModel) -> None:
+        total = sum(s.query_weight for s in shards) or 1.0
+        self.names = [s.shard for s in shards]
+        self.docs = np.array([max(s.docs, 1) for s in shards], dtype=float)
+        self.rate = np.array([s.rate_per_doc_day for s in shards], dtype=float)
+        self.share = np.array([s.query_weight / total for s in shards], dtype=float)
+        bounds = np.array([_bounds(s) for s in shards], dtype=float).reshape(-1, 2)
+        self.low, self.high = bounds[:, 0], bounds[:, 1]
+        self.costs = costs
 
-def _delay_for(shard: ShardModel, share: float, threshold: float) -> float:
-    """The delay at which the expected debt reaches `threshold`, within the shard's bounds."""
-    low, high = _bounds(shard)
-    if _expected_debt(shard, share, high) <= threshold:
-        return high
-    if _expected_debt(shard, share, low) >= threshold:
-        return low
-    for _ in range(36):
-        mid = math.sqrt(low * high)
-        low, high = (mid, high) if _expected_debt(shard, share, mid) < threshold else (low, mid)
-    return high
+    def debt(self, delay: np.ndarray) -> np.ndarray:
+        """Expected staleness debt when each shard runs `delay` days after its first change."""
+        _, stale_doc_days, _ = delayed_cycle_arrays(self.docs, self.rate, delay)
+        return self.share / self.docs * stale_doc_days
+
+    def delays(self, threshold: float) -> np.ndarray:
+        """Per shard, the delay at which the expected debt reaches `threshold` (bisection)."""
+        low, high = self.low.copy(), self.high.copy()
+        settled = np.where(self.debt(high) <= threshold, high,
+                           np.where(self.debt(low) >= threshold, low, np.nan))
+        for _ in range(36):
+            mid = np.sqrt(low * high)
+            below = self.debt(mid) < threshold
+            low, high = np.where(below, mid, low), np.where(below, high, mid)
+        return np.where(np.isnan(settled), high, settled)
+
+    def outcome(self, delay: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(runs per day, GPU seconds per day, freshness) of each shard at these delays."""
+        cycle, stale, changed = delayed_cycle_arrays(self.docs, self.rate, delay)
+        finite = np.isfinite(cycle)
+        runs = np.where(finite, 1 / np.where(finite, cycle, 1), 0.0)
+        gpu = runs * (self.costs.overhead_s + self.costs.per_doc_s * changed)
+        fresh = np.where(finite, 1 - stale / (self.docs * np.where(finite, cycle, 1)), 1.0)
+        return runs, gpu, fresh
 
 
 def plan(shards: Sequence[ShardModel], costs: CostModel,
          budget_gpu_seconds_per_day: float) -> Plan:
     """The debt threshold whose expected GPU spend meets the budget (bisection), and the
     per-shard delays, freshness and spend it implies under the Poisson model."""
-    total = sum(s.query_weight for s in shards) or 1.0
-    shares = {s.shard: s.query_weight / total for s in shards}
+    model = _Shards(shards, costs)
 
-    def evaluate(threshold: float) -> dict[str, ShardDecision]:
-        out = {}
-        for s in shards:
-            delay = _delay_for(s, shares[s.shard], threshold)
-            cycle, _, _ = delayed_cycle(s.docs, s.rate_per_doc_day, delay)
-            out[s.shard] = ShardDecision(
-                s.shard, delay, delayed_freshness(s.docs, s.rate_per_doc_day, delay),
-                0.0 if not math.isfinite(cycle) else 1 / cycle,
-                delayed_cost_per_day(s.docs, s.rate_per_doc_day, delay, costs.overhead_s,
-                                     costs.per_doc_s))
-        return out
-
-    def spend(decisions: dict[str, ShardDecision]) -> float:
-        return sum(d.gpu_seconds_per_day for d in decisions.values())
+    def spend(threshold: float) -> float:
+        return float(model.outcome(model.delays(threshold))[1].sum())
 
     low, high = 1e-15, 1e3
     for _ in range(56):
         mid = math.sqrt(low * high)
-        low, high = (mid, high) if spend(evaluate(mid)) > budget_gpu_seconds_per_day \
-            else (low, mid)
-    decisions = evaluate(high)
-    spent = spend(decisions)
+        low, high = (mid, high) if spend(mid) > budget_gpu_seconds_per_day else (low, mid)
+    delays = model.delays(high)
+    runs, gpu, fresh = model.outcome(delays)
+    decisions = {name: ShardDecision(name, float(d), float(f), float(r), float(g))
+                 for name, d, f, r, g in zip(model.names, delays, fresh, runs, gpu)}
+    spent = float(gpu.sum())
     result = Plan(high, decisions, budget_gpu_seconds_per_day, spent,
-                  sum(shares[k] * d.freshness for k, d in decisions.items()),
+                  float((model.share * fresh).sum()),
                   over_budget=spent > budget_gpu_seconds_per_day * (1 + 1e-6))
     if result.over_budget:
         result.notes.append("SLAs or minimum cadence need more than the budget; SLAs were kept")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def periodic_freshness(rate: float, frequency: float) -> float:
     """Expected fraction of docs current under periodic sync (time average)."""
@@ -62,3 +64,18 @@ def delayed_cost_per_day(docs: int, rate: float, delay: float, overhead_s: float
     if not math.isfinite(cycle):
         return 0.0
     return (overhead_s + per_doc_s * changed) / cycle
+
+
+def delayed_cycle_arrays(docs: np.ndarray, rate: np.ndarray, delay: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`delayed_cycle` over arrays of shards (the planner evaluates thousands at once)."""
+    shard_rate = docs * rate
+    others = np.maximum(docs - 1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        waited = np.where(rate > 0, delay + np.expm1(-rate * delay) / np.where(rate > 0, rate, 1),
+                          0.0)
+        cycle = np.where(shard_rate > 0, 1 / np.where(shard_rate > 0, shard_rate, 1) + delay,
+                         np.inf)
+    stale_time = np.where(shard_rate > 0, delay + others * waited, 0.0)
+    changed = np.where(shard_rate > 0, 1 + others * -np.expm1(-rate * delay), 0.0)
+    return cycle, stale_time, changed

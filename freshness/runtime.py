@@ -25,7 +25,8 @@ def build_source(settings: Settings) -> Source:
             )
         return ReplaySource(settings.replay_snapshot, settings.replay_log,
                             as_of_seq=settings.replay_as_of_seq,
-                            max_doc_bytes=settings.max_doc_bytes)
+                            max_doc_bytes=settings.max_doc_bytes,
+                            memory_limit=settings.duckdb_memory_limit)
     if not path:
         raise ConfigError(
             f"source_kind={kind} needs a path: set FRESHNESS_SOURCE_PATH (or --path)"
@@ -33,12 +34,14 @@ def build_source(settings: Settings) -> Source:
     if kind == "folder":
         return FolderSource(path, max_doc_bytes=settings.max_doc_bytes)
     if kind == "table":
-        return TableSource.from_parquet(path, max_doc_bytes=settings.max_doc_bytes)
+        return TableSource.from_parquet(path, max_doc_bytes=settings.max_doc_bytes,
+                                        memory_limit=settings.duckdb_memory_limit)
     if kind == "duckdb":
         if not settings.source_table:
             raise ConfigError("source_kind=duckdb needs FRESHNESS_SOURCE_TABLE (--table)")
         return TableSource.from_duckdb(path, settings.source_table,
-                                       max_doc_bytes=settings.max_doc_bytes)
+                                       max_doc_bytes=settings.max_doc_bytes,
+                                       memory_limit=settings.duckdb_memory_limit)
     raise ConfigError(
         f"unknown source_kind {kind!r}: use folder, table, duckdb or replay"
     )

@@ -6,6 +6,9 @@ columns (the replay source builds on it). Validation is SQL, so it scales with t
 
 from __future__ import annotations
 
+import glob
+import os
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from freshness.errors import SourceError
 from freshness.shard_names import shard_name_problem
@@ -22,6 +26,7 @@ from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES
 from freshness.timeutil import utc_now
 
 REQUIRED_COLUMNS = ("doc_id", "shard", "content")
+DEFAULT_MEMORY_LIMIT = "512MB"
 OPTIONAL_COLUMNS = ("updated_at", "metadata")
 
 
@@ -38,12 +43,22 @@ class TableSource:
         name: str,
         max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
         con: duckdb.DuckDBPyConnection | None = None,
+        watch: Sequence[str] = (),
+        memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         self.name = name
         self.max_doc_bytes = max_doc_bytes
         self._con = con or duckdb.connect()
         self._con.sql("SET TimeZone = 'UTC'")  # naive timestamps are taken as UTC
+        self._con.sql("SET preserve_insertion_order = false")  # lets big scans stream
+        if memory_limit:  # DuckDB keeps what it hashed: bound it, spill the rest to disk
+            spill = Path(tempfile.gettempdir()) / "freshness-duckdb"
+            self._con.sql(f"SET memory_limit = {_quote(memory_limit)}")
+            self._con.sql(f"SET temp_directory = {_quote(str(spill))}")
         self._lock = threading.Lock()
+        self._watch = tuple(watch)  # files whose stat says whether the data changed
+        self._relation_version = 0
+        self._cache: dict[str, tuple] = {}
         self._set_relation(relation_sql)
 
     @classmethod
@@ -51,7 +66,8 @@ class TableSource:
         """A Parquet file, folder glob or list of files."""
         if "*" not in str(path) and not Path(path).exists():
             raise SourceError(f"table source {str(path)!r} does not exist: pass a Parquet path")
-        return cls(f"SELECT * FROM read_parquet({_quote(str(path))})", f"parquet:{path}", **kwargs)
+        return cls(f"SELECT * FROM read_parquet({_quote(str(path))})", f"parquet:{path}",
+                   watch=(str(path),), **kwargs)
 
     @classmethod
     def from_duckdb(cls, database: str | Path, table: str, **kwargs) -> TableSource:
@@ -60,7 +76,8 @@ class TableSource:
             raise SourceError(f"DuckDB database {str(database)!r} does not exist")
         con = duckdb.connect(str(database), read_only=True)
         ident = '"' + table.replace('"', '""') + '"'
-        return cls(f"SELECT * FROM {ident}", f"duckdb:{database}:{table}", con=con, **kwargs)
+        return cls(f"SELECT * FROM {ident}", f"duckdb:{database}:{table}", con=con,
+                   watch=(str(database),), **kwargs)
 
     def _set_relation(self, relation_sql: str) -> None:
         with self._lock:
@@ -99,7 +116,7 @@ class TableSource:
                        {metadata_sql} AS metadata
                 FROM source_raw"""
             )
-            self._copies_ready = False
+            self._relation_version += 1
 
     def _query(self, sql: str, params: list | None = None) -> pa.Table:
         with self._lock:
@@ -123,71 +140,136 @@ class TableSource:
         """The source's clock (the wall clock; a replay uses the replayed time)."""
         return utc_now()
 
+    def _fingerprint(self) -> tuple:
+        """Changes whenever the data may have: the relation was replaced or a file moved."""
+        stats = []
+        for pattern in self._watch:
+            for path in sorted(glob.glob(pattern)) or [pattern]:
+                try:
+                    info = os.stat(path)
+                    stats.append((path, info.st_mtime_ns, info.st_size))
+                except OSError:
+                    stats.append((path, None, None))
+        return (self._relation_version, tuple(stats))
+
+    def _cached(self, name: str, compute):
+        """`compute()` once per fingerprint of the data."""
+        key = self._fingerprint()
+        hit = self._cache.get(name)
+        if hit is None or hit[0] != key:
+            hit = self._cache[name] = (key, compute())
+        return hit[1]
+
     def change_tokens(self) -> dict[str, str]:
-        """Per shard: row count, newest update time and an xor of row hashes (one SQL pass)."""
-        rows = self._query(
-            """SELECT shard, count(*) AS n, max(updated_at)::VARCHAR AS newest,
-                      bit_xor(hash(doc_id, content)) AS digest
-               FROM source_docs GROUP BY shard"""
-        ).to_pylist()
-        return {r["shard"]: f"{r['n']}-{r['newest']}-{r['digest']}" for r in rows
-                if shard_name_problem(r["shard"]) is None}
+        """Per shard: row count, newest update time and an xor of row hashes (one SQL pass,
+        skipped while the watched files are unchanged)."""
+        def compute() -> dict[str, str]:
+            rows = self._query(
+                """SELECT shard, count(*) AS n, max(updated_at)::VARCHAR AS newest,
+                          bit_xor(hash(doc_id, content)) AS digest
+                   FROM source_docs GROUP BY shard"""
+            ).to_pylist()
+            return {r["shard"]: f"{r['n']}-{r['newest']}-{r['digest']}" for r in rows
+                    if shard_name_problem(r["shard"]) is None}
+
+        return dict(self._cached("tokens", compute))
 
     def _checked_sql(self) -> str:
-        """Every row with the reason it cannot be indexed (NULL when it can). Duplicates are
-        counted over the whole table, so a doc id in two shards is refused in both."""
+        """Every row's md5 and problem code (NULL when it can be indexed), in one streaming
+        projection: duplicates (over the whole table, so a doc id in two shards is refused in
+        both) are a semi-join against the small `doc_copies` table."""
         return f"""
-            SELECT d.doc_id, d.shard, d.content, d.updated_at, d.size,
+            SELECT d.shard, d.doc_id, md5(d.content) AS doc_hash, d.updated_at, d.size,
               CASE
-                WHEN d.doc_id IS NULL OR trim(d.doc_id) = '' THEN
-                  'row has no doc_id: every row needs a unique doc_id'
-                WHEN c.copies > 1 THEN 'duplicate doc_id (' || c.copies || ' rows' ||
-                  CASE WHEN c.shards > 1 THEN ' in ' || c.shards || ' shards' ELSE '' END ||
-                  '): make doc_id unique per document; the indexed version is kept until it is'
-                WHEN d.not_utf8 THEN 'not UTF-8 text: re-encode it as UTF-8'
-                WHEN d.content IS NULL OR regexp_matches(d.content, '^\\s*$') THEN
-                  'empty document: nothing to embed'
-                WHEN d.size > {int(self.max_doc_bytes)} THEN 'document is ' || d.size ||
-                  ' characters, over max_doc_bytes={int(self.max_doc_bytes)}: split it or raise '
-                  || 'FRESHNESS_MAX_DOC_BYTES'
+                WHEN d.doc_id IS NULL OR trim(d.doc_id) = '' THEN 'missing_id'
+                WHEN d.doc_id IN (SELECT doc_id FROM doc_copies) THEN 'duplicate'
+                WHEN d.not_utf8 THEN 'not_utf8'
+                WHEN d.content IS NULL OR regexp_matches(d.content, '^\\s*$') THEN 'empty'
+                WHEN d.size > {int(self.max_doc_bytes)} THEN 'too_large'
               END AS problem
-            FROM source_docs d LEFT JOIN doc_copies c USING (doc_id)"""
+            FROM source_docs d"""
+
+    def _reason(self, code: str, doc_id: str | None, size: int | None) -> str:
+        """The message for a refused row: what is wrong and the fix."""
+        if code == "duplicate":
+            copies, shards = self._copies().get(doc_id, (2, 1))
+            where = f" in {shards} shards" if shards > 1 else ""
+            return (f"duplicate doc_id ({copies} rows{where}): make doc_id unique per "
+                    "document; the indexed version is kept until it is")
+        return {
+            "missing_id": "row has no doc_id: every row needs a unique doc_id",
+            "not_utf8": "not UTF-8 text: re-encode it as UTF-8",
+            "empty": "empty document: nothing to embed",
+            "too_large": f"document is {size} characters, over max_doc_bytes="
+                         f"{self.max_doc_bytes}: split it or raise FRESHNESS_MAX_DOC_BYTES",
+        }[code]
+
+    def _copies(self) -> dict[str, tuple[int, int]]:
+        self._ensure_doc_copies()
+        rows = self._query("SELECT doc_id, copies, shards FROM doc_copies").to_pylist()
+        return {r["doc_id"]: (r["copies"], r["shards"]) for r in rows}
+
+    def _checked_all(self) -> tuple[pa.Table, dict[str, tuple[int, int]]]:
+        """Every row's doc id, shard, md5, update time and problem, sorted by shard, with each
+        shard's slice: one pass over the data for all shards, redone when the data changes."""
+        def compute():
+            self._ensure_doc_copies()
+            # One projection streamed out of DuckDB (the text is hashed as it goes by, so the
+            # connection's memory limit holds), sorted by shard in Arrow, sliced per shard.
+            with self._lock:
+                try:
+                    table = self._con.sql(self._checked_sql()).arrow().read_all()
+                except duckdb.Error as exc:
+                    raise SourceError(f"cannot read table source {self.name}: {exc}") from exc
+            table = table.take(pc.sort_indices(table, [("shard", "ascending"),
+                                                      ("doc_id", "ascending")]))
+            slices, start = {}, 0
+            for entry in pc.value_counts(table["shard"]).to_pylist():
+                slices[entry["values"]] = (start, entry["counts"])
+                start += entry["counts"]
+            return table, slices
+
+        return self._cached("checked", compute)
 
     def listing(self, shard: str) -> Listing:
-        """Valid rows become the listing in SQL; only refused rows are visited in Python."""
+        """Valid rows of the shard (md5 hashed in DuckDB); refused rows become skips."""
         scanned_at = self.now()
-        self._ensure_doc_copies()
-        sql = f"WITH checked AS ({self._checked_sql()} WHERE d.shard = ?)"
-        docs = self._query(
-            f"""{sql} SELECT doc_id, md5(content) AS doc_hash,
-                   least(coalesce(updated_at, ?::TIMESTAMPTZ), ?::TIMESTAMPTZ) AS updated_at
-                FROM checked WHERE problem IS NULL ORDER BY doc_id""",
-            [shard, scanned_at, scanned_at]).cast(LISTING_SCHEMA)
-        summary = self._query(
-            f"""{sql} SELECT count(*) FILTER (WHERE updated_at IS NULL) AS missing,
-                   count(*) FILTER (WHERE updated_at > ?::TIMESTAMPTZ) AS future
-                FROM checked WHERE problem IS NULL""", [shard, scanned_at]).to_pylist()[0]
+        table, slices = self._checked_all()
+        start, length = slices.get(shard, (0, 0))
+        mine = table.slice(start, length)
+        good = mine.filter(pc.is_null(mine["problem"]))
+        updated, scan = good["updated_at"], pa.scalar(scanned_at, LISTING_SCHEMA[2].type)
         notes: Counter = Counter()
-        if summary["missing"]:
-            notes["missing_updated_at_set_to_scan_time"] = summary["missing"]
-        if summary["future"]:
-            notes["future_timestamp_clamped"] = summary["future"]
-        refused = self._query(f"{sql} SELECT doc_id, problem FROM checked "
-                              "WHERE problem IS NOT NULL", [shard]).to_pylist()
-        skips = [Skip(str(r["doc_id"]), shard, r["problem"]) for r in refused]
+        if updated.null_count:
+            notes["missing_updated_at_set_to_scan_time"] = updated.null_count
+        future = int(pc.sum(pc.greater(updated, scan)).as_py() or 0) if good.num_rows else 0
+        if future:
+            notes["future_timestamp_clamped"] = future
+        filled = pc.fill_null(updated, scan)
+        clamped = pc.if_else(pc.greater(filled, scan), scan, filled) if good.num_rows \
+            else updated
+        docs = pa.table({"doc_id": good["doc_id"], "doc_hash": good["doc_hash"],
+                         "updated_at": clamped}).cast(LISTING_SCHEMA)
+        refused = mine.filter(pc.is_valid(mine["problem"])).to_pylist()
+        skips = [Skip(str(r["doc_id"]), shard, self._reason(r["problem"], r["doc_id"], r["size"]))
+                 for r in refused]
         return Listing(shard, docs, scanned_at, complete=True, skips=skips, notes=notes)
 
     def _ensure_doc_copies(self) -> None:
-        """Doc ids that occur more than once (computed once per relation)."""
-        if self._copies_ready:
-            return
-        with self._lock:
-            self._con.sql(
-                """CREATE OR REPLACE TEMP TABLE doc_copies AS
-                   SELECT doc_id, count(*) AS copies, count(DISTINCT shard) AS shards
-                   FROM source_docs WHERE doc_id IS NOT NULL GROUP BY doc_id
-                   HAVING count(*) > 1""")
-        self._copies_ready = True
+        """Doc ids that occur more than once (computed once per version of the data)."""
+        def compute() -> bool:
+            with self._lock:
+                try:
+                    self._con.sql(
+                        """CREATE OR REPLACE TEMP TABLE doc_copies AS
+                           SELECT doc_id, count(*) AS copies, count(DISTINCT shard) AS shards
+                           FROM source_docs WHERE doc_id IS NOT NULL GROUP BY doc_id
+                           HAVING count(*) > 1""")
+                except duckdb.Error as exc:
+                    raise SourceError(f"cannot read table source {self.name}: {exc}") from exc
+            return True
+
+        self._cached("copies", compute)
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         wanted = pa.table({"doc_id": pa.array(list(doc_ids), pa.string())})
