@@ -111,6 +111,7 @@ def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSu
 def detect(rt: Runtime, shards: Sequence[str] | None = None
            ) -> tuple[Discovery, list[PendingSummary]]:
     """Discover shards and record what is pending in each."""
+    getattr(rt.source, "refresh", lambda: None)()  # optional in the Source protocol
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
     return discovery, [detect_shard(rt, s) for s in targets]

@@ -229,6 +229,7 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     """
     logger = logger or log
     started, now = time.perf_counter(), now or utc_now()
+    getattr(rt.source, "refresh", lambda: None)()  # optional in the Source protocol
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
     results: dict[str, ShardResult] = {}

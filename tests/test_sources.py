@@ -161,3 +161,13 @@ def test_replay_source_on_tldr_matches_published_counts():
     source.seek()
     total = sum(source.listing(s).docs.num_rows for s in source.discover().shards)
     assert total == 7425
+
+
+def test_a_table_source_over_a_live_relation_sees_changes_at_each_scan():
+    con = duckdb.connect()
+    con.register("corpus", pa.table({"doc_id": ["a"], "shard": ["s"], "content": ["one"]}))
+    source = TableSource("SELECT * FROM corpus", "live", con=con)
+    first = source.listing("s").docs["doc_hash"].to_pylist()
+    con.register("corpus", pa.table({"doc_id": ["a"], "shard": ["s"], "content": ["two"]}))
+    source.refresh()  # sync, detect and the sensor call it at the start of every scan
+    assert source.listing("s").docs["doc_hash"].to_pylist() != first

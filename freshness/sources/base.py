@@ -80,6 +80,9 @@ class Source(Protocol):
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         """Content of the given docs (DOCS_SCHEMA); ids no longer present are left out."""
 
+    def refresh(self) -> None:
+        """Called at the start of every scan (sync, detect, sensor tick); may drop caches."""
+
     def change_tokens(self) -> dict[str, str]:
         """A cheap per-shard fingerprint that changes when the shard's docs change.
 

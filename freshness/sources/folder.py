@@ -63,6 +63,9 @@ class FolderSource:
                 shards.append(child.name)
         return Discovery(shards=shards, skips=skips)
 
+    def refresh(self) -> None:
+        """Nothing cached: every listing reads the folder."""
+
     def change_tokens(self) -> dict[str, str]:
         """Per shard: file count, newest mtime and total size (stat only, no reads)."""
         self._require_root()

@@ -52,6 +52,7 @@ class ReplaySource(TableSource):
         self.max_seq = con.sql("SELECT max(commit_seq) FROM change_log").fetchall()[0][0]
         self.as_of_seq = 0
         super().__init__(self._as_of_sql(0), f"replay:{replay}", con=con, **kwargs)
+        self._static = True  # the log files are immutable: the data moves only with seek()
         self.seek(as_of_seq, as_of)
 
     def _as_of_sql(self, seq: int) -> str:

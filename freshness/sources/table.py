@@ -57,6 +57,8 @@ class TableSource:
             self._con.sql(f"SET temp_directory = {_quote(str(spill))}")
         self._lock = threading.Lock()
         self._watch = tuple(watch)  # files whose stat says whether the data changed
+        self._static = False  # True: the data only changes with the relation (a replay)
+        self._scan_epoch = 0
         self._relation_version = 0
         self._cache: dict[str, tuple] = {}
         self._set_relation(relation_sql)
@@ -140,8 +142,18 @@ class TableSource:
         """The source's clock (the wall clock; a replay uses the replayed time)."""
         return utc_now()
 
+    def refresh(self) -> None:
+        """Start a new scan: data behind an arbitrary relation may have changed since the last.
+
+        Sources over watched files (Parquet, a DuckDB file) or a replay keep their cache while
+        the files are unchanged; others recompute once per scan (sync, detect, sensor tick)."""
+        self._scan_epoch += 1
+
     def _fingerprint(self) -> tuple:
-        """Changes whenever the data may have: the relation was replaced or a file moved."""
+        """Changes whenever the data may have: the relation was replaced, a watched file
+        moved, or (for unwatched relations) a new scan began."""
+        if not self._watch and not self._static:
+            return (self._relation_version, self._scan_epoch)
         stats = []
         for pattern in self._watch:
             for path in sorted(glob.glob(pattern)) or [pattern]:
