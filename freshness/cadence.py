@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from freshness.detect import PendingSummary
-from freshness.policy import CostModel, Plan, ShardModel, is_due, plan
+from freshness.policy import BudgetController, CostModel, Plan, ShardModel, is_due, plan
 from freshness.rates import gamma_posterior_rate
-from freshness.run_log import learned_costs
+from freshness.run_log import learned_costs, spent_seconds
 from freshness.state.store import StateStore
 
 DAY = 86400.0
@@ -64,6 +64,10 @@ def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_second
         by_shard[s.shard] = (s, share, rate)
     costs = learned_costs(store, default_costs)
     current = plan(models, costs, budget_gpu_seconds_per_day)
+    spent = spent_seconds(store, now - timedelta(days=1))
+    if spent:  # measured spend corrects the model's threshold (BudgetController)
+        current.debt_threshold = BudgetController(
+            current.debt_threshold, budget_gpu_seconds_per_day).update(spent, 1.0)
     share_total = sum(m.query_weight for m in models) or 1.0
     verdicts = []
     for shard, (summary, share, rate) in by_shard.items():

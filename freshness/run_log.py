@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 from freshness.policy import CostModel, learn_costs
 from freshness.state.store import StateStore
-from freshness.timeutil import utc_now
+from freshness.timeutil import as_utc, utc_now
 
 KEEP_RUNS = 500
 
@@ -35,6 +36,16 @@ def load_runs(store: StateStore, newest: int = 200) -> list[dict]:
         except Exception:  # noqa: BLE001 - a corrupt record is skipped, not fatal
             continue
     return [r for r in runs if r]
+
+
+def spent_seconds(store: StateStore, since: datetime) -> float:
+    """GPU (wall) seconds of the runs that finished after `since`."""
+    total = 0.0
+    for run in load_runs(store):
+        finished = as_utc(run.get("finished_at"))
+        if finished and finished >= since and run.get("chunks_embedded"):
+            total += float(run.get("wall_seconds") or 0.0)
+    return total
 
 
 def learned_costs(store: StateStore, default: CostModel) -> CostModel:
