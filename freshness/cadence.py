@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from freshness.detect import PendingSummary
 from freshness.policy import BudgetController, CostModel, Plan, ShardModel, is_due, plan
 from freshness.rates import gamma_posterior_rate
-from freshness.run_log import learned_costs, spent_seconds
+from freshness.run_log import learned_costs, load_runs, spent_seconds
 from freshness.state.store import StateStore
 
 DAY = 86400.0
@@ -62,9 +62,10 @@ def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_second
         models.append(ShardModel(s.shard, max(s.docs, 1), rate, share, sla_days=sla_days,
                                  min_interval_days=min_interval_days))
         by_shard[s.shard] = (s, share, rate)
-    costs = learned_costs(store, default_costs)
+    runs = load_runs(store)  # read once: costs and the last day's spend both come from it
+    costs = learned_costs(runs, default_costs)
     current = plan(models, costs, budget_gpu_seconds_per_day)
-    spent = spent_seconds(store, now - timedelta(days=1))
+    spent = spent_seconds(runs, now - timedelta(days=1))
     if spent:  # measured spend corrects the model's threshold (BudgetController)
         current.debt_threshold = BudgetController(
             current.debt_threshold, budget_gpu_seconds_per_day).update(spent, 1.0)

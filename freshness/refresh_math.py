@@ -4,7 +4,8 @@ Changes to each doc arrive as a Poisson process (rate `mu` per doc per day). Two
 - periodic sync at frequency f (Cho & Garcia-Molina, TODS 2003): freshness (1 - e^-r)/r and
   age (1/f)(1/2 - 1/r + (1 - e^-r)/r^2) with r = mu/f;
 - wait-after-first-change (ours): when a shard sees its first pending change, wait `delay`
-  (to batch later changes), then sync. See docs/policy.md for the derivation.
+  (to batch later changes), then sync; evaluated over arrays of shards, since the planner
+  evaluates thousands at once. See docs/policy.md for the derivation.
 """
 
 from __future__ import annotations
@@ -32,43 +33,13 @@ def periodic_age(rate: float, frequency: float) -> float:
     return (0.5 - 1 / r + -math.expm1(-r) / r**2) / frequency
 
 
-def delayed_cycle(docs: int, rate: float, delay: float) -> tuple[float, float, float]:
-    """(cycle length, expected stale doc-time per cycle, expected docs changed per run).
-
-    Policy: idle until the shard's first change (shard rate docs·rate), then wait `delay`
-    and sync. During the wait, the first doc is stale throughout and each other doc becomes
-    stale at its own first change.
-    """
-    shard_rate = docs * rate
-    if shard_rate <= 0:
-        return math.inf, 0.0, 0.0
-    others = max(docs - 1, 0)
-    stale_time = delay + others * (delay + math.expm1(-rate * delay) / rate) if rate > 0 \
-        else delay
-    changed = 1 + others * -math.expm1(-rate * delay)
-    return 1 / shard_rate + delay, stale_time, changed
-
-
-def delayed_freshness(docs: int, rate: float, delay: float) -> float:
-    """Time-averaged fraction of a shard's docs current under wait-after-first-change."""
-    cycle, stale_time, _ = delayed_cycle(docs, rate, delay)
-    if not math.isfinite(cycle) or docs <= 0:
-        return 1.0
-    return 1.0 - stale_time / (docs * cycle)
-
-
-def delayed_cost_per_day(docs: int, rate: float, delay: float, overhead_s: float,
-                         per_doc_s: float) -> float:
-    """GPU seconds per day: runs per day × (overhead + per-doc embed cost × docs changed)."""
-    cycle, _, changed = delayed_cycle(docs, rate, delay)
-    if not math.isfinite(cycle):
-        return 0.0
-    return (overhead_s + per_doc_s * changed) / cycle
-
-
 def delayed_cycle_arrays(docs: np.ndarray, rate: np.ndarray, delay: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`delayed_cycle` over arrays of shards (the planner evaluates thousands at once)."""
+    """Per shard: (cycle length, expected stale doc-time per cycle, docs changed per run).
+
+    Policy: idle until the shard's first change (shard rate docs·rate), then wait `delay` and
+    sync. During the wait the first doc is stale throughout and each other doc becomes stale
+    at its own first change."""
     shard_rate = docs * rate
     others = np.maximum(docs - 1, 0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -38,18 +38,14 @@ def load_runs(store: StateStore, newest: int = 200) -> list[dict]:
     return [r for r in runs if r]
 
 
-def spent_seconds(store: StateStore, since: datetime) -> float:
-    """GPU (wall) seconds of the runs that finished after `since`."""
-    total = 0.0
-    for run in load_runs(store):
-        finished = as_utc(run.get("finished_at"))
-        if finished and finished >= since and run.get("chunks_embedded"):
-            total += float(run.get("wall_seconds") or 0.0)
-    return total
+def spent_seconds(runs: list[dict], since: datetime) -> float:
+    """GPU (wall) seconds of the runs (from `load_runs`) that finished after `since`."""
+    return sum(float(r.get("wall_seconds") or 0.0) for r in runs
+               if r.get("chunks_embedded") and (as_utc(r.get("finished_at")) or since) > since)
 
 
-def learned_costs(store: StateStore, default: CostModel) -> CostModel:
-    """Overhead and per-chunk seconds fitted to runs that embedded something."""
-    runs = [(r["wall_seconds"], r["chunks_embedded"]) for r in load_runs(store)
-            if r.get("chunks_embedded")]
-    return learn_costs(runs, default) if runs else default
+def learned_costs(runs: list[dict], default: CostModel) -> CostModel:
+    """Overhead and per-chunk seconds fitted to the runs (from `load_runs`) that embedded."""
+    fitted = [(r["wall_seconds"], r["chunks_embedded"]) for r in runs
+              if r.get("chunks_embedded")]
+    return learn_costs(fitted, default) if fitted else default

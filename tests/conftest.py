@@ -12,6 +12,7 @@ from freshness.config import Settings  # noqa: E402
 from freshness.embedding import Embedder  # noqa: E402
 from freshness.models import resolve_model  # noqa: E402
 from freshness.runtime import Runtime  # noqa: E402
+from tests.corpus_data import write_tiny_corpus  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tldr-replay"
 
@@ -25,19 +26,7 @@ def embedder() -> Embedder:
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     """A small two-shard folder corpus."""
-    root = tmp_path / "corpus"
-    docs = {
-        "alpha/apples.md":
-            "# Apples\n\nApples grow on trees in orchards.\n\nThey are red or green.",
-        "alpha/pears.md": "# Pears\n\nPears are sweet and grainy.",
-        "beta/boats.md": "# Boats\n\nBoats float on water and carry cargo.",
-        "beta/bikes.txt": "Bicycles have two wheels and pedals.",
-    }
-    for rel, text in docs.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
+    return write_tiny_corpus(tmp_path / "corpus")
 
 
 @pytest.fixture

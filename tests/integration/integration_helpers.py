@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpus_data import write_tiny_corpus  # noqa: F401 - re-exported for the tests
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
@@ -105,18 +107,3 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 1.0, what: str = "
             tail = alive.log_tail() if alive is not None else ""
             pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}\n{tail}")
         time.sleep(interval_s)
-
-
-def write_tiny_corpus(root: Path) -> Path:
-    """Two shards of two short documents each."""
-    docs = {
-        "alpha/apples.md": "# Apples\n\nApples grow on trees in orchards.",
-        "alpha/pears.md": "# Pears\n\nPears are sweet and grainy.",
-        "beta/boats.md": "# Boats\n\nBoats float on water and carry cargo.",
-        "beta/bikes.txt": "Bicycles have two wheels and pedals.",
-    }
-    for rel, text in docs.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
