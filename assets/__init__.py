@@ -1,1 +1,1 @@
-"""Dagster assets over the freshness core; the code location is `assets.definitions`."""
+"""Dagster assets over the freshness core; the root `definitions.py` assembles the location."""

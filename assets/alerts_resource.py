@@ -4,8 +4,8 @@ import os
 
 import dagster as dg
 
-from freshness.sinks import LogSink, WebhookSink
-from freshness.staleness import SlaConfig
+from freshness.alerts.sinks import LogSink, WebhookSink
+from freshness.alerts.staleness import SlaConfig
 
 
 class AlertsResource(dg.ConfigurableResource):

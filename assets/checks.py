@@ -7,11 +7,11 @@ from assets.alerts_resource import AlertsResource
 from assets.metadata import table
 from assets.resources import FreshnessResource
 from assets.shard_freshness import shard_freshness
-from freshness.cadence import traffic_shares
-from freshness.reconcile import reconcile
-from freshness.staleness import Level, evaluate
+from freshness.alerts.staleness import Level, evaluate
+from freshness.integrity.reconcile import reconcile
+from freshness.policy.cadence import traffic_shares
 from freshness.state.status import shard_status
-from freshness.timeutil import utc_now
+from freshness.util.timeutil import utc_now
 
 SEVERITY = {Level.WARN: dg.AssetCheckSeverity.WARN, Level.ERROR: dg.AssetCheckSeverity.ERROR}
 

@@ -10,7 +10,7 @@ _TYPES = {"int64": "int", "int32": "int", "double": "float", "bool": "bool"}
 
 
 def timestamp(value: datetime | str | None) -> dg.MetadataValue | None:
-    from freshness.timeutil import as_utc
+    from freshness.util.timeutil import as_utc
 
     value = as_utc(value)
     return dg.MetadataValue.timestamp(value.timestamp()) if value else None

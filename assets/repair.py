@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.resources import FreshnessResource
-from freshness.reconcile import reconcile
+from freshness.integrity.reconcile import reconcile
 
 
 class RepairConfig(dg.Config):

@@ -7,7 +7,7 @@ from functools import lru_cache
 import dagster as dg
 
 from freshness.config import Settings
-from freshness.models import DEFAULT_MODEL
+from freshness.embed.models import DEFAULT_MODEL
 from freshness.runtime import Runtime
 
 

@@ -7,7 +7,7 @@ from assets.metadata import clean, timestamp
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from assets.source_changes import source_changes
-from freshness.sync import sync
+from freshness.pipeline.sync import sync
 
 
 @dg.asset(

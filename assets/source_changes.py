@@ -7,7 +7,7 @@ import pyarrow as pa
 from assets.metadata import clean, table
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
-from freshness.detect import detect
+from freshness.pipeline.detect import detect
 
 
 @dg.asset(group_name="freshness", kinds={"duckdb"})

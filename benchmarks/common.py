@@ -171,7 +171,7 @@ class VectorMemo:
 def recording_embedder(spec, device: str, batch_size: int, memo: VectorMemo):
     """An `Embedder` that counts what it embeds, records vectors in `memo`, and reads the
     memo only while `use_memo` is set (un-timed set-up)."""
-    from freshness.embedding import Embedder
+    from freshness.embed.embedding import Embedder
 
     class RecordingEmbedder(Embedder):
         use_memo = False
@@ -216,8 +216,8 @@ def snapshot_docs(snapshot: Path, shards: Sequence[str] | None = None):
 
 def chunk_texts(docs, limit: int | None = None, stride: int = 1) -> list[str]:
     """Chunk texts of `docs` with the production chunker (every `stride`-th, up to `limit`)."""
-    from freshness.chunking import Chunker
-    from freshness.models import resolve_model
+    from freshness.embed.chunking import Chunker
+    from freshness.embed.models import resolve_model
 
     spec = resolve_model()
     texts = Chunker.for_model(spec.location, spec.max_seq_length).chunk_docs(docs)["text"]

@@ -5,7 +5,7 @@ updated_at; 10 shards) is the source now; `manifest.parquet` is the indexed stat
 (MANIFEST_SCHEMA, 1.2 chunk rows per doc, plus the shard). Each method runs in its own child
 process, n times, and reports wall seconds (median) and that process's peak RSS:
 - `ours`: the doc-hashing query a TableSource runs (`md5(content)` in DuckDB → Arrow listing),
-  the manifest read, and `freshness.diff.diff_docs` on the Arrow listing and manifest;
+  the manifest read, and `freshness.pipeline.diff.diff_docs` on the Arrow listing and manifest;
 - `baseline`: one bare DuckDB full outer join of md5(content) against the manifest's
   (doc_id, doc_hash) straight from Parquet;
 - `tablesource`: the production path, `TableSource.listing(shard)` + `diff_docs` per shard
@@ -64,7 +64,7 @@ def generate(folder: Path, docs: int) -> None:
 def _ours(folder: Path) -> dict:
     import pyarrow.parquet as pq
 
-    from freshness.diff import diff_docs
+    from freshness.pipeline.diff import diff_docs
     from freshness.sources.base import LISTING_SCHEMA
     from freshness.state.manifest import MANIFEST_SCHEMA
 
@@ -99,7 +99,7 @@ def _tablesource(folder: Path) -> dict:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from freshness.diff import diff_docs
+    from freshness.pipeline.diff import diff_docs
     from freshness.sources import TableSource
 
     source = TableSource.from_parquet(folder / "content.parquet")

@@ -3,7 +3,7 @@
     python -m benchmarks gpu [--device cuda|cpu] [--quick] [--data PATH] [--out DIR]
 
 Self-contained and offline: the packaged model, tldr chunks from `--data`. For each batch size
-(32 … 1024) it times `freshness.embedding.Embedder.encode` (fp16 on CUDA via `load_model`) and
+(32 … 1024) it times `freshness.embed.embedding.Embedder.encode` (fp16 on CUDA via `load_model`) and
 raw `SentenceTransformer.encode` on the same loaded model and chunks, interleaved, median of 3,
 with `torch.cuda.max_memory_allocated` per run. On a machine without CUDA it prints why and
 exits 0 without measuring (`--device cpu --quick` runs the same code on CPU as a smoke check).
@@ -45,8 +45,8 @@ def run(ctx: Context, batch_sizes: tuple[int, ...] | None = None) -> dict:
         return {"figures": [], "details": {"skipped": problem}}
     import torch
 
-    from freshness.embedding import Embedder, load_model
-    from freshness.models import resolve_model
+    from freshness.embed.embedding import Embedder, load_model
+    from freshness.embed.models import resolve_model
 
     cuda = ctx.device.startswith("cuda")
     spec = resolve_model()

@@ -36,10 +36,10 @@ def _runtime(ctx: Context, root: Path, source, embedder):
 
 def run(ctx: Context) -> dict:
     """Full re-embeds and incremental steps at three churn levels (medians of n)."""
-    from freshness.models import resolve_model
+    from freshness.embed.models import resolve_model
+    from freshness.integrity.verify import verify
+    from freshness.pipeline.sync import sync
     from freshness.sources import ReplaySource
-    from freshness.sync import sync
-    from freshness.verify import verify
 
     source = ReplaySource(ctx.snapshot, ctx.replay, as_of_seq=0)
     shards = list(QUICK_SHARDS) if ctx.quick else source.discover().shards

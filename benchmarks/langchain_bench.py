@@ -1,7 +1,7 @@
 """Us vs LangChain's indexing API over the same ~1 %-churn steps of the tldr change log.
 
 Systems, all fed the same corpus table and the same SentenceTransformer (batch 64, same device):
-- `ours (edge)`: `freshness.sync.sync` on a table source, embedded Qdrant (qdrant-edge);
+- `ours (edge)`: `freshness.pipeline.sync.sync` on a table source, embedded Qdrant (qdrant-edge);
 - `ours (qdrant-client local)`: the same, on qdrant-client local mode (LangChain's backend here);
 - `langchain`: `index(docs, SQLRecordManager, QdrantVectorStore, cleanup="full")`, given the full
   current corpus each step, chunked by our Chunker into Documents with `source_id` metadata.
@@ -66,7 +66,7 @@ class Ours:
         self.con.register("corpus", table)  # the source's views read it by name
 
     def step(self) -> dict:
-        from freshness.sync import sync
+        from freshness.pipeline.sync import sync
 
         before, embed_s = self.embedder.texts_embedded, self.embedder.seconds
         wall, result = timed(lambda: sync(self.rt))
@@ -89,7 +89,7 @@ def _lc_step(lc: LangChainIndex, embeddings, table) -> dict:
 
 def _size_run(ctx: Context, corpus: ReplayCorpus, changes: list[dict], fraction: float,
               model, chunker, label: str) -> dict:
-    from freshness.models import resolve_model
+    from freshness.embed.models import resolve_model
 
     root = ctx.scratch / f"lc-{label}"
     embedder_e = recording_embedder(resolve_model(), ctx.device, 64, ctx.memo)
@@ -199,8 +199,8 @@ def _size_figures(sized: dict, top: bool) -> list[Figure]:
 
 def run(ctx: Context) -> dict:
     """Per corpus size: median step wall time and embeddings per system; speedup ratios."""
-    from freshness.embedding import load_model
-    from freshness.models import resolve_model
+    from freshness.embed.embedding import load_model
+    from freshness.embed.models import resolve_model
     from freshness.runtime import Runtime
 
     try:

@@ -52,7 +52,7 @@ def top_k_overlap(ref_q: np.ndarray, ref_c: np.ndarray, q: np.ndarray, c: np.nda
 
 def _prepare(ctx: Context):
     from benchmarks.onnx_embedder import OnnxEmbedder, export, quantize
-    from freshness.models import resolve_model
+    from freshness.embed.models import resolve_model
 
     spec = resolve_model()
     folder = ctx.scratch / "onnx"
@@ -69,8 +69,8 @@ def _prepare(ctx: Context):
 
 def run(ctx: Context) -> dict:
     """Speed ratios (interleaved, median of n) and agreement of fp32 and int8 ONNX vs torch."""
-    from freshness.embedding import load_model
-    from freshness.models import resolve_model
+    from freshness.embed.embedding import load_model
+    from freshness.embed.models import resolve_model
 
     try:
         import onnxruntime  # noqa: F401

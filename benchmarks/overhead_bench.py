@@ -3,10 +3,10 @@
 Three throughputs on the same tldr chunks, same batch size, same device and the *same loaded
 model object*, interleaved run by run so machine noise hits all alike:
 - raw: `model.encode(texts, batch_size, normalize_embeddings=True)`;
-- Embedder: `freshness.embedding.Embedder.encode` (blocks, progress, float32 stacking);
-- sync: a whole `freshness.sync.sync` of a table source holding the docs of those chunks into
-  an empty state and embedded index — its embed phase (`SyncResult.embed_seconds`) and its wall
-  time, each against raw encode of exactly the chunks that sync embedded.
+- Embedder: `freshness.embed.embedding.Embedder.encode` (blocks, progress, float32 stacking);
+- sync: a whole `freshness.pipeline.sync.sync` of a table source holding the docs of those
+  chunks into an empty state and embedded index — its embed phase (`SyncResult.embed_seconds`)
+  and its wall time, each against raw encode of exactly the chunks that sync embedded.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def _docs_for(ctx: Context, n_docs: int):
 
 def _sync_once(ctx: Context, docs, embedder) -> tuple[float, object]:
     """Wall seconds and result of one sync of `docs` into an empty state and index."""
+    from freshness.pipeline.sync import sync
     from freshness.runtime import Runtime
     from freshness.sources import TableSource
-    from freshness.sync import sync
 
     root = Path(tempfile.mkdtemp(prefix="overhead-", dir=ctx.scratch))
     try:
@@ -59,8 +59,8 @@ def _sync_once(ctx: Context, docs, embedder) -> tuple[float, object]:
 
 def run(ctx: Context) -> dict:
     """Measure raw vs Embedder vs sync throughput (chunks/s), interleaved, median of n."""
-    from freshness.embedding import Embedder, load_model
-    from freshness.models import resolve_model
+    from freshness.embed.embedding import Embedder, load_model
+    from freshness.embed.models import resolve_model
 
     spec = resolve_model()
     n_docs, reps = (32, 3) if ctx.quick else (96, 5)

@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from freshness.recency import BUCKETS, recency_report
+from freshness.recency.report import BUCKETS, recency_report
 
 START = "TIMESTAMPTZ '2026-01-01 00:00:00+00'"
 DAYS = 7

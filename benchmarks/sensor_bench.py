@@ -2,8 +2,8 @@
 
 Timed, each the median of n runs:
 - `TableSource.change_tokens()` over the whole table (one SQL pass);
-- the decision path: `freshness.cadence.decide` over 10 k `PendingSummary` objects (1 % with
-  pending changes), and inside it `freshness.policy.plan`, also timed alone;
+- the decision path: `freshness.policy.cadence.decide` over 10 k `PendingSummary` objects (1 % with
+  pending changes), and inside it `freshness.policy.planner.plan`, also timed alone;
 - the real `source_change_sensor` through `dagster.build_sensor_context` with a
   `FreshnessResource(source_kind="table")`, in steady state (pending.json written for every
   shard, every partition registered): a *quiet* tick (no token moved) and a *busy* tick
@@ -36,7 +36,7 @@ def generate(path, shards: int) -> None:
 
 def summaries(names: list[str], now: datetime) -> list:
     """Synthetic steady-state detection results: 1 % of shards have 2 pending docs."""
-    from freshness.detect import PendingSummary
+    from freshness.pipeline.detect import PendingSummary
 
     out = []
     for i, shard in enumerate(names):
@@ -82,8 +82,8 @@ def _tick(instance, resource, cursor: dict):
 
 def run(ctx: Context) -> dict:
     """change_tokens, decide, plan, and real sensor ticks (quiet and busy)."""
-    from freshness.cadence import decide
-    from freshness.policy import CostModel
+    from freshness.policy.cadence import decide
+    from freshness.policy.planner import CostModel
     from freshness.sources import TableSource
     from freshness.state.store import StateStore
 
@@ -105,7 +105,7 @@ def run(ctx: Context) -> dict:
     for _ in range(ctx.reps):
         seconds, decision = timed(lambda: decide(state, now, 3600.0, store, CostModel()))
         runs["decide"].append(seconds)
-    from freshness.policy import ShardModel, plan
+    from freshness.policy.planner import ShardModel, plan
 
     models = [ShardModel(s.shard, s.docs, s.rate_per_doc_day, 1.0) for s in state]
     for _ in range(ctx.reps):

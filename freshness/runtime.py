@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from freshness.chunking import Chunker
 from freshness.config import Settings
-from freshness.embedding import Embedder
+from freshness.embed.chunking import Chunker
+from freshness.embed.embedding import Embedder
+from freshness.embed.models import ModelSpec, resolve_model
 from freshness.errors import ConfigError
-from freshness.models import ModelSpec, resolve_model
 from freshness.sources import FolderSource, ReplaySource, Source, TableSource
 from freshness.state.manifest import ShardStateStore
 from freshness.state.store import StateStore

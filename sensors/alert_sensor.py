@@ -12,14 +12,14 @@ import dagster as dg
 
 from assets.alerts_resource import AlertsResource
 from assets.resources import FreshnessResource
-from freshness.alerting import Notification, step
-from freshness.cadence import traffic_shares
-from freshness.metrics import write_textfile
-from freshness.sinks import deliver
-from freshness.staleness import evaluate
+from freshness.alerts.incidents import Notification, step
+from freshness.alerts.metrics import write_textfile
+from freshness.alerts.sinks import deliver
+from freshness.alerts.staleness import evaluate
+from freshness.policy.cadence import traffic_shares
 from freshness.state.rate_history import RateHistory
 from freshness.state.status import shard_status
-from freshness.timeutil import iso, utc_now
+from freshness.util.timeutil import iso, utc_now
 
 MAX_OUTBOX = 200
 

@@ -12,10 +12,10 @@ import dagster as dg
 
 from assets.recency import RequestLogsResource
 from assets.resources import FreshnessResource
-from freshness.demo_corpus import mutate
-from freshness.demo_logs import write_demo_logs
+from freshness.demo.corpus import mutate
+from freshness.demo.logs import write_demo_logs
 from freshness.errors import FreshnessError
-from freshness.timeutil import utc_now
+from freshness.util.timeutil import utc_now
 
 
 def churn_interval_seconds() -> int | None:

@@ -7,10 +7,10 @@ import dagster as dg
 from assets.jobs import reembed_job
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
-from freshness.cadence import decide
-from freshness.detect import PendingSummary, detect_shard
-from freshness.policy import CostModel
-from freshness.timeutil import utc_now
+from freshness.pipeline.detect import PendingSummary, detect_shard
+from freshness.policy.cadence import decide
+from freshness.policy.planner import CostModel
+from freshness.util.timeutil import utc_now
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

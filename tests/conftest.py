@@ -9,8 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from freshness.config import Settings  # noqa: E402
-from freshness.embedding import Embedder  # noqa: E402
-from freshness.models import resolve_model  # noqa: E402
+from freshness.embed.embedding import Embedder  # noqa: E402
+from freshness.embed.models import resolve_model  # noqa: E402
 from freshness.runtime import Runtime  # noqa: E402
 from tests.corpus_data import write_tiny_corpus  # noqa: E402
 

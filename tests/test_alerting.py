@@ -11,14 +11,14 @@ import pytest
 import sensors.alert_sensor as alert_sensor_module
 from assets.alerts_resource import AlertsResource
 from assets.resources import FreshnessResource
-from freshness.alerting import step
-from freshness.detect import detect
-from freshness.metrics import write_textfile
-from freshness.sinks import WebhookSink, deliver
-from freshness.staleness import Level, SlaConfig, evaluate
+from freshness.alerts.incidents import step
+from freshness.alerts.metrics import write_textfile
+from freshness.alerts.sinks import WebhookSink, deliver
+from freshness.alerts.staleness import Level, SlaConfig, evaluate
+from freshness.pipeline.detect import detect
+from freshness.pipeline.sync import sync
 from freshness.state.status import shard_status
-from freshness.sync import sync
-from freshness.timeutil import as_utc
+from freshness.util.timeutil import as_utc
 from sensors.alert_sensor import staleness_alert_sensor
 
 

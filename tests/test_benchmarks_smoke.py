@@ -56,7 +56,7 @@ def test_sensor_decision_path_on_synthetic_summaries(tmp_path):
     from datetime import datetime, timezone
 
     from benchmarks.sensor_bench import summaries
-    from freshness.cadence import decide
+    from freshness.policy.cadence import decide
     from freshness.state.store import StateStore
 
     now = datetime.now(timezone.utc)
@@ -100,8 +100,8 @@ class _FakeModel:
 def test_langchain_scoped_full_leaves_deleted_docs(tmp_path):
     from benchmarks.langchain_bench import scoped_full_check
     from benchmarks.langchain_peer import ReplayCorpus
-    from freshness.chunking import Chunker
-    from freshness.models import resolve_model
+    from freshness.embed.chunking import Chunker
+    from freshness.embed.models import resolve_model
 
     spec = resolve_model()
     corpus = ReplayCorpus(DATA / "snapshot.parquet", DATA / "replay.parquet", ["android"])

@@ -2,10 +2,10 @@
 
 from datetime import datetime, timedelta, timezone
 
-from freshness.cadence import decide
-from freshness.detect import PendingSummary
-from freshness.policy import CostModel
-from freshness.run_log import record_run
+from freshness.pipeline.detect import PendingSummary
+from freshness.policy.cadence import decide
+from freshness.policy.planner import CostModel
+from freshness.state.runs import record_run
 from freshness.state.store import StateStore
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)

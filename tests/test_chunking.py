@@ -3,10 +3,10 @@
 import pyarrow as pa
 import pytest
 
-from freshness.chunking import Chunker
+from freshness.embed.chunking import Chunker
+from freshness.embed.models import resolve_model
 from freshness.errors import ConfigError
-from freshness.hashing import chunk_hash, point_id
-from freshness.models import resolve_model
+from freshness.util.hashing import chunk_hash, point_id
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 """The qdrant-client backend (the server path), exercised through qdrant-client's local mode."""
 
 from freshness.index.client import ClientIndex
-from freshness.search import search
-from freshness.sync import sync
-from freshness.verify import verify
+from freshness.integrity.verify import verify
+from freshness.pipeline.search import search
+from freshness.pipeline.sync import sync
 
 
 def test_sync_edit_delete_and_alias_through_qdrant_client(corpus, make_runtime):

@@ -6,13 +6,13 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from assets.definitions import defs
 from assets.jobs import hourly_reembed_sweep
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from assets.shard_freshness import shard_freshness
 from assets.source_changes import source_changes
+from definitions import defs
 from sensors.source_change_sensor import source_change_sensor
 
 
@@ -110,7 +110,7 @@ def test_hourly_sweep_requests_every_known_shard():
 
 def test_a_batched_run_embeds_several_shards_with_one_model_load(resource):
     from assets.jobs import reembed_job
-    from freshness.run_log import load_runs
+    from freshness.state.runs import load_runs
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("shards", ["alpha", "beta"])

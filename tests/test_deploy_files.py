@@ -148,7 +148,7 @@ def test_code_images_serve_the_workspace_port_and_torch_spec():
         cmd = json.loads(instructions["CMD"])
         assert cmd[:3] == ["dagster", "code-server", "start"]
         assert cmd[cmd.index("-p") + 1] == str(port)
-        assert cmd[cmd.index("-m") + 1] == "assets.definitions"
+        assert cmd[cmd.index("-m") + 1] == "definitions"
         text = (DOCKER / name).read_text()
         assert 'ARG TORCH_SPEC="torch==' in text
 
@@ -184,7 +184,7 @@ def test_helm_values_structure_and_instance_config():
     assert len(deployments) == 1
     code = deployments[0]
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", code["name"])  # a k8s name
-    assert code["codeServerArgs"] == ["-m", "assets.definitions", "-a", "defs"]
+    assert code["codeServerArgs"] == ["-m", "definitions", "-a", "defs"]
     assert code["includeConfigInLaunchedRuns"] == {"enabled": True}
     assert code["image"]["tag"] != "latest"
     env = {e["name"]: e for e in code["env"]}

@@ -8,15 +8,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from freshness.demo_logs import (
+from freshness.demo.logs import (
     requests_from_states,
     requests_from_versions,
     write_jsonl,
     zipf_weights,
 )
 from freshness.errors import SourceError
-from freshness.logs import MAX_LINE_BYTES, RETRIEVALS_SCHEMA, parse_ts, read_request_logs
-from freshness.recency import VERSIONS_SCHEMA, recency_report
+from freshness.recency.logs import MAX_LINE_BYTES, RETRIEVALS_SCHEMA, parse_ts, read_request_logs
+from freshness.recency.report import VERSIONS_SCHEMA, recency_report
 
 T = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 POINT = "6f1c0c2e-9a51-4d38-9d0e-5b0b6a7f3e21"

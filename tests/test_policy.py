@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freshness.policy import (
+from freshness.policy.planner import (
     CostModel,
     ShardModel,
     is_due,

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from freshness.rates import (
+from freshness.util.rates import (
     PoissonCusum,
     grouped_poll_rate_mle,
     irregular_rate_mle,

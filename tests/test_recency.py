@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from freshness.errors import SourceError
-from freshness.logs import RETRIEVALS_SCHEMA
-from freshness.recency import BIN_RATIO, load_versions, recency_report, traffic_weights
+from freshness.recency.logs import RETRIEVALS_SCHEMA
+from freshness.recency.report import BIN_RATIO, load_versions, recency_report, traffic_weights
 from freshness.state.manifest import HISTORY_SCHEMA, MANIFEST_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
 

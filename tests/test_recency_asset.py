@@ -14,7 +14,7 @@ from assets.recency import RequestLogsResource, recency, request_logs
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from assets.source_changes import source_changes
-from freshness.cli_histogram import add_parser, run
+from freshness.cli.histogram import add_parser, run
 from freshness.state.manifest import HISTORY_SCHEMA, MANIFEST_SCHEMA
 
 DAY = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -10,13 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from freshness.detect import detect
-from freshness.logs import read_request_logs
-from freshness.policy import CostModel
-from freshness.recency import load_versions, recency_report
-from freshness.simulate import ChangeLog, simulate
+from freshness.pipeline.detect import detect
+from freshness.pipeline.sync import sync
+from freshness.policy.planner import CostModel
+from freshness.policy.simulator import ChangeLog, simulate
+from freshness.recency.logs import read_request_logs
+from freshness.recency.report import load_versions, recency_report
 from freshness.sources import ReplaySource
-from freshness.sync import sync
 
 T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 DAYS, PERIOD, QUERIES = 20.0, 2.0, 3000

@@ -4,8 +4,8 @@ from assets.checks import index_matches_manifests
 from assets.repair import repair_index_job
 from assets.resources import FreshnessResource
 from freshness.index.base import PointRecord
-from freshness.reconcile import reconcile
-from freshness.sync import sync
+from freshness.integrity.reconcile import reconcile
+from freshness.pipeline.sync import sync
 
 
 def test_planted_drift_is_found_and_repaired(corpus, tmp_path):

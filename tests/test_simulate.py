@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from freshness.policy import CostModel
-from freshness.simulate import ChangeLog, calibrate, simulate
+from freshness.policy.planner import CostModel
+from freshness.policy.simulator import ChangeLog, calibrate, simulate
 from tests.conftest import SHARED_DATA
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)

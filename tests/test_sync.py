@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from freshness.index.base import PointRecord
-from freshness.search import search
+from freshness.integrity.verify import verify
+from freshness.pipeline.search import search
+from freshness.pipeline.sync import sync
 from freshness.sources import TableSource
-from freshness.sync import sync
-from freshness.verify import verify
 
 LONG_DOC = "\n\n".join(
     f"Chapter {i}: " + " ".join(f"topic{i} fact{j}" for j in range(60)) for i in range(6))

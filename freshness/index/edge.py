@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from freshness.errors import IndexBusyError, StateError
-from freshness.faults import fault_point
 from freshness.index.base import Hit, PointRecord, SearchResult, batched, merge_hits
-from freshness.shard_names import is_valid_shard_name
+from freshness.util.faults import fault_point
+from freshness.util.shard_names import is_valid_shard_name
 
 SCROLL_PAGE = 10_000
 

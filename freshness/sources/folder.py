@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from freshness.errors import SourceError
-from freshness.shard_names import shard_name_problem
 from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip
-from freshness.timeutil import utc_now
+from freshness.util.shard_names import shard_name_problem
+from freshness.util.timeutil import utc_now
 
 DEFAULT_PATTERNS = ("*.md", "*.markdown", "*.txt", "*.rst")
 ROOT_SHARD = "default"

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from freshness.errors import SourceError
 from freshness.sources.table import TableSource, _quote
-from freshness.timeutil import as_utc
+from freshness.util.timeutil import as_utc
 
 LOG_COLUMNS = ("commit_seq", "committed_at", "path", "shard", "op", "content")
 

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshness.errors import SourceError
-from freshness.shard_names import shard_name_problem
 from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip
 from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES
-from freshness.timeutil import utc_now
+from freshness.util.shard_names import shard_name_problem
+from freshness.util.timeutil import utc_now
 
 REQUIRED_COLUMNS = ("doc_id", "shard", "content")
 DEFAULT_MEMORY_LIMIT = "512MB"

@@ -33,7 +33,7 @@ from typing import TypeVar
 
 from freshness.errors import StateError
 from freshness.state.store import StateStore, make_dirs
-from freshness.timeutil import as_utc, iso, utc_now
+from freshness.util.timeutil import as_utc, iso, utc_now
 
 T = TypeVar("T")
 LEASE_FILE = "lease.json"

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from freshness.errors import StateError
-from freshness.faults import fault_point
 from freshness.state.store import StateStore
+from freshness.util.faults import fault_point
 
 TS = pa.timestamp("us", tz="UTC")
 MANIFEST_SCHEMA = pa.schema(

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from freshness.rates import PoissonCusum, gamma_posterior_rate, grouped_poll_rate_mle
 from freshness.sources.base import Listing
 from freshness.state.store import StateStore
-from freshness.timeutil import as_utc
+from freshness.util.rates import PoissonCusum, gamma_posterior_rate, grouped_poll_rate_mle
+from freshness.util.timeutil import as_utc
 
 RATE_SCHEMA = pa.schema([
     ("polled_at", pa.timestamp("us", tz="UTC")),

@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 
 from freshness.state.manifest import ShardStateStore
-from freshness.timeutil import as_utc, utc_now
+from freshness.util.timeutil import as_utc, utc_now
 
 TS = pa.timestamp("us", tz="UTC")
 STATUS_SCHEMA = pa.schema(

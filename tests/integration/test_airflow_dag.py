@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from integration_helpers import REPO_ROOT, VENV_BIN, service_env, write_tiny_corpus
 
-from freshness.cli import main as freshness_cli
+from freshness.cli.main import main as freshness_cli
 
 DAG_FILE = REPO_ROOT / "docs" / "airflow_example_dag.py"
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def test_helpers_read_real_cli_output(dag_module, tmp_path, capsys, make_runtime
     later = datetime.now(timezone.utc) + timedelta(hours=2)
     assert set(dag_module.stale_shards(status, 3600, now=later)) == {"alpha", "beta"}
 
-    from freshness.sync import sync
+    from freshness.pipeline.sync import sync
 
     sync(make_runtime(corpus), ["alpha"])
     status = _cli_json(capsys, "status", *where)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from integration_helpers import REPO_ROOT, service_env
 
+from freshness.integrity.verify import verify
 from freshness.state.status import shard_status
-from freshness.verify import verify
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,8 @@ def _sync_in_parallel(corpus: Path, tmp_path: Path, label: str) -> dict[str, dic
     for shard in SHARDS:
         log = open(tmp_path / f"{label}-{shard}.err", "wb")  # noqa: SIM115
         procs[shard] = (subprocess.Popen(
-            [sys.executable, "-m", "freshness.cli", "sync", "--shard", shard, "--json", *where],
+            [sys.executable, "-m", "freshness.cli", "sync", "--shard", shard, "--json",
+             *where],
             cwd=REPO_ROOT, env=service_env(), stdout=subprocess.PIPE, stderr=log), log)
     results = {}
     for shard, (proc, log) in procs.items():

@@ -25,7 +25,7 @@ from integration_helpers import (
     write_tiny_corpus,
 )
 
-from freshness.cli import main as freshness_cli
+from freshness.cli.main import main as freshness_cli
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration, pytest.mark.slow]
 

@@ -9,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 from freshness.config import Settings
+from freshness.integrity.verify import verify
 from freshness.runtime import Runtime
-from freshness.timeutil import as_utc
-from freshness.verify import verify
+from freshness.util.timeutil import as_utc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMESTAMP_KEYS = ("last_source_change_seen", "last_embedded_at", "last_synced_at")
@@ -33,7 +33,7 @@ def where(case: Path) -> list[str]:
 
 
 def start_cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """`python -m freshness.cli ARGS` in the background; stdout+stderr to `log`."""
+    """`python -m freshness.cli.main ARGS` in the background; stdout+stderr to `log`."""
     out = open(log, "wb")  # noqa: SIM115 - the child owns it; closed when we wait
     proc = subprocess.Popen([sys.executable, "-m", "freshness.cli", *args], cwd=REPO_ROOT,
                             env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -21,19 +21,19 @@ import pyarrow.parquet as pq
 import pytest
 from reliability_helpers import assert_converged, assert_timestamps_monotonic, manifest_infos
 
-from freshness import cli_repair
-from freshness.chunking import Chunker
-from freshness.detect import detect_shard
+from freshness.cli import repair as cli_repair
+from freshness.embed.chunking import Chunker
 from freshness.errors import SourceError, StateError
 from freshness.index.base import PointRecord
 from freshness.index.client import ClientIndex
 from freshness.index.edge import EdgeIndex
-from freshness.repair import broken_shards, repair_shard
+from freshness.integrity.repair import broken_shards, repair_shard
+from freshness.pipeline.detect import detect_shard
+from freshness.pipeline.sync import sync
 from freshness.sources import FolderSource, TableSource
 from freshness.state.manifest import MANIFEST_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
-from freshness.sync import sync
-from freshness.timeutil import utc_now
+from freshness.util.timeutil import utc_now
 
 TEN_MB = 10_000_000
 
@@ -88,7 +88,7 @@ def test_a_10_mb_doc_under_a_raised_limit_is_chunked_not_truncated(corpus, ten_m
     assert "alpha/huge.md" in source.listing("alpha").docs["doc_id"].to_pylist()
     content = source.read("alpha", ["alpha/huge.md"])["content"][0].as_py()
     assert content == ten_mb_doc  # read whole (embedding it on CPU would take too long)
-    from freshness.models import resolve_model
+    from freshness.embed.models import resolve_model
 
     spec = resolve_model()
     chunker = Chunker.for_model(spec.location, spec.max_seq_length)

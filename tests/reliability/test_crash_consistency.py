@@ -33,8 +33,8 @@ from reliability_helpers import (
     where,
 )
 
-from freshness.sync import sync
-from freshness.timeutil import as_utc
+from freshness.pipeline.sync import sync
+from freshness.util.timeutil import as_utc
 
 pytestmark = pytest.mark.integration
 

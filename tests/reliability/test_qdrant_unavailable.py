@@ -11,7 +11,7 @@ from qdrant_stub import ERROR_500, QdrantStub, closed_port_url, snapshot
 from reliability_helpers import assert_converged, manifest_infos, runtime
 
 from freshness.index.client import ClientIndex, QdrantUnavailableError
-from freshness.sync import sync
+from freshness.pipeline.sync import sync
 
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 FAST_RETRIES = dict(qdrant_retries=2, qdrant_backoff_s=0.01)

@@ -16,8 +16,8 @@ from reliability_helpers import REPO_ROOT, child_env, finish, start_cli, where
 
 from freshness.config import Settings
 from freshness.index.client import QdrantUnavailableError
+from freshness.pipeline.sync import sync
 from freshness.state.lease import ShardLease
-from freshness.sync import sync
 
 API_KEY = "sk-test-DO-NOT-PRINT-7f3a9c"
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version",
@@ -42,14 +42,14 @@ def test_dagster_resources_take_secrets_as_env_vars(monkeypatch):
     resource = FreshnessResource.from_env()
     assert isinstance(resource.qdrant_api_key, dg.EnvVar)
     assert API_KEY not in repr(resource)
-    sinks = pytest.importorskip("freshness.sinks")
+    sinks = pytest.importorskip("freshness.alerts.sinks")
     sink = sinks.WebhookSink(f"https://hooks.example/{API_KEY}")
     assert API_KEY not in repr(sink)
 
 
 def test_a_failing_webhook_never_names_its_url(caplog):
-    sinks = pytest.importorskip("freshness.sinks")
-    from freshness.alerting import Notification
+    sinks = pytest.importorskip("freshness.alerts.sinks")
+    from freshness.alerts.incidents import Notification
 
     caplog.set_level(logging.DEBUG)
     with QdrantStub() as stub:  # any URL that answers 500

@@ -26,11 +26,11 @@ from reliability_helpers import (
 
 from freshness.errors import StateError
 from freshness.index.edge import EdgeShardSession
+from freshness.pipeline.sync import sync
 from freshness.state.lease import LeaseHeldError, ShardLease
 from freshness.state.manifest import HISTORY_SCHEMA
 from freshness.state.status import shard_status
-from freshness.sync import sync
-from freshness.timeutil import iso, utc_now
+from freshness.util.timeutil import iso, utc_now
 
 SEED = {"alpha/apples.md": "# Apples\n\nApples grow on trees in orchards.",
         "alpha/pears.md": "# Pears\n\nPears are sweet and grainy.",

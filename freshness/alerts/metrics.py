@@ -1,0 +1,48 @@
+"""Per-shard freshness gauges for Prometheus: a node-exporter text file or a tiny endpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Gauge, start_http_server, write_to_textfile
+
+from freshness.alerts.staleness import ShardStaleness
+
+
+def registry_for(evaluations: list[ShardStaleness], now: datetime,
+                 registry: CollectorRegistry | None = None) -> CollectorRegistry:
+    """A registry holding one sample per shard of each freshness gauge."""
+    registry = registry or CollectorRegistry()
+    labels = ["shard"]
+    age = Gauge("freshness_shard_pending_age_seconds",
+                "Age of the oldest source change not yet embedded (0 when none)", labels,
+                registry=registry)
+    pending = Gauge("freshness_shard_pending_docs", "Changed docs waiting to be embedded",
+                    labels, registry=registry)
+    embedded = Gauge("freshness_shard_last_embedded_timestamp_seconds",
+                     "Unix time of the shard's last embedding run that changed the index",
+                     labels, registry=registry)
+    stale = Gauge("freshness_shard_stale", "0 fresh, 1 WARN, 2 ERROR (past its SLA)", labels,
+                  registry=registry)
+    sla = Gauge("freshness_shard_sla_seconds", "The shard's staleness SLA", labels,
+                registry=registry)
+    for s in evaluations:
+        age.labels(s.shard).set(s.pending_age_seconds)
+        pending.labels(s.shard).set(s.pending_docs)
+        embedded.labels(s.shard).set(s.last_embedded_at.timestamp() if s.last_embedded_at
+                                     else 0)
+        stale.labels(s.shard).set(int(s.level))
+        sla.labels(s.shard).set(s.sla_seconds)
+    Gauge("freshness_evaluated_timestamp_seconds", "When these gauges were computed",
+          registry=registry).set(now.timestamp())
+    return registry
+
+
+def write_textfile(evaluations: list[ShardStaleness], now: datetime, path: str) -> None:
+    """Write the gauges for the node exporter's textfile collector (atomic rename)."""
+    write_to_textfile(path, registry_for(evaluations, now))
+
+
+def serve(port: int, registry: CollectorRegistry) -> None:
+    """Expose a registry on http://0.0.0.0:port/metrics (background thread)."""
+    start_http_server(port, registry=registry)

@@ -1,0 +1,83 @@
+"""Per-shard staleness levels against SLAs: OK, WARN (part of the SLA used up), ERROR."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import IntEnum
+
+import pyarrow as pa
+
+from freshness.util.timeutil import as_utc, iso
+
+
+class Level(IntEnum):
+    OK = 0
+    WARN = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    """How long a source change may wait before its shard is stale."""
+
+    sla_hours: float = 24.0
+    warn_fraction: float = 0.5  # WARN once this share of the SLA has passed
+    max_embed_age_hours: float | None = None  # ERROR if changes wait and no embed for this long
+    per_shard_hours: dict[str, float] = field(default_factory=dict)
+
+    def sla_seconds(self, shard: str) -> float:
+        return self.per_shard_hours.get(shard, self.sla_hours) * 3600
+
+    @classmethod
+    def from_settings(cls, sla_hours: float | None, per_shard_json: str | None = None,
+                      warn_fraction: float = 0.5) -> SlaConfig:
+        """SLA from settings; `per_shard_json` is e.g. '{"linux": 6, "osx": 48}' (hours)."""
+        per_shard = json.loads(per_shard_json) if per_shard_json else {}
+        return cls(sla_hours or 24.0, warn_fraction, None,
+                   {k: float(v) for k, v in per_shard.items()})
+
+
+@dataclass(frozen=True)
+class ShardStaleness:
+    """One shard's staleness at one moment."""
+
+    shard: str
+    level: Level
+    reason: str
+    pending_docs: int
+    pending_age_seconds: float
+    sla_seconds: float
+    last_embedded_at: datetime | None
+    traffic_share: float | None
+
+    def as_dict(self) -> dict:
+        value = asdict(self)
+        value["level"] = self.level.name
+        value["last_embedded_at"] = iso(self.last_embedded_at)
+        return value
+
+
+def evaluate(status: pa.Table, config: SlaConfig, now: datetime,
+             shares: dict[str, float] | None = None) -> list[ShardStaleness]:
+    """Levels for every shard of a status table (freshness.state.status.shard_status)."""
+    result = []
+    for row in status.to_pylist():
+        shard, sla = row["shard"], config.sla_seconds(row["shard"])
+        oldest, embedded = as_utc(row["oldest_pending_change"]), as_utc(row["last_embedded_at"])
+        age = (now - oldest).total_seconds() if oldest and row["pending_docs"] else 0.0
+        level, reason = Level.OK, "no change waiting longer than its SLA allows"
+        if age >= sla:
+            level, reason = Level.ERROR, f"oldest pending change waited {age / 3600:.2f} h " \
+                f"(SLA {sla / 3600:.2f} h)"
+        elif age >= config.warn_fraction * sla:
+            level, reason = Level.WARN, f"oldest pending change waited {age / 3600:.2f} h, " \
+                f"over {config.warn_fraction:.0%} of the {sla / 3600:.2f} h SLA"
+        if (config.max_embed_age_hours and row["pending_docs"] and embedded
+                and (now - embedded).total_seconds() >= config.max_embed_age_hours * 3600):
+            level, reason = Level.ERROR, f"changes pending and last embed was " \
+                f"{(now - embedded).total_seconds() / 3600:.2f} h ago"
+        result.append(ShardStaleness(shard, level, reason, int(row["pending_docs"]), age, sla,
+                                     embedded, (shares or {}).get(shard)))
+    return result

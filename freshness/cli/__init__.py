@@ -1,0 +1,5 @@
+"""The `freshness` command: one module per command, shared options in `common`."""
+
+from freshness.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,117 @@
+"""Detection without embedding: per shard, what is pending and since when."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from freshness.pipeline.diff import diff_docs
+from freshness.runtime import Runtime
+from freshness.sources.base import Discovery
+from freshness.state.manifest import PENDING_DOCS_SCHEMA
+from freshness.state.rate_history import RateHistory
+from freshness.util.duck import registered
+from freshness.util.timeutil import as_utc, iso
+
+DAY = 86400.0
+
+
+@dataclass
+class PendingSummary:
+    """A shard's changes not yet embedded, as of one scan."""
+
+    shard: str
+    added: int
+    modified: int
+    deleted: int
+    unchanged: int
+    skipped: int
+    complete: bool
+    scanned_at: datetime
+    manifest_version: int
+    oldest_pending_change: datetime | None
+    last_source_change_seen: datetime | None
+    docs: int = 0
+    pending_since_sum_days: float = 0.0  # sum over pending docs of their change time (days)
+    rate_per_doc_day: float | None = None
+    rate_spike: bool = False
+
+    @property
+    def pending_docs(self) -> int:
+        return self.added + self.modified + self.deleted
+
+    def pending_doc_days(self, now: datetime) -> float:
+        """Sum over pending docs of the days each has waited (staleness debt, unweighted)."""
+        return max(0.0, self.pending_docs * now.timestamp() / DAY - self.pending_since_sum_days)
+
+    @classmethod
+    def from_dict(cls, value: dict) -> PendingSummary:
+        """Inverse of `as_dict` (as stored in pending.json)."""
+        names = set(cls.__dataclass_fields__)
+        kept = {k: v for k, v in value.items() if k in names}
+        for key in ("scanned_at", "oldest_pending_change", "last_source_change_seen"):
+            kept[key] = as_utc(kept.get(key))
+        return cls(**kept)
+
+    def as_dict(self) -> dict:
+        value = asdict(self)
+        value["pending_docs"] = self.pending_docs
+        for key in ("scanned_at", "oldest_pending_change", "last_source_change_seen"):
+            value[key] = iso(value[key])
+        return value
+
+
+def _pending_since(changes: pa.Table, scanned_at: datetime,
+                   previous: pa.Table | None) -> pa.Table:
+    """Per pending doc, when it first changed as far as we know: its update time (deletes: the
+    scan time), or an earlier time seen pending by a previous poll of the same version."""
+    previous = previous if previous is not None else PENDING_DOCS_SCHEMA.empty_table()
+    with registered(changes=changes, previous=previous) as con:
+        return con.sql(
+            """SELECT c.doc_id, least(coalesce(c.updated_at, ?::TIMESTAMPTZ),
+                                      coalesce(p.since, c.updated_at, ?::TIMESTAMPTZ)) AS since
+               FROM changes c LEFT JOIN previous p USING (doc_id)
+               WHERE c.change IN ('added', 'modified', 'deleted') ORDER BY c.doc_id""",
+            params=[scanned_at, scanned_at]).to_arrow_table().cast(PENDING_DOCS_SCHEMA)
+
+
+def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSummary:
+    """Diff one shard's listing against its manifest; record the result and the poll."""
+    state = rt.shard_state()
+    listing = rt.source.listing(shard)
+    rate = RateHistory(rt.store).record(listing) if record_rate else None
+    manifest = state.load(shard)
+    changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
+    counts = {k: 0 for k in ("added", "modified", "deleted", "unchanged")}
+    for change in changes["change"].to_pylist():
+        counts[change] += 1
+    previous = state.read_pending(shard)
+    same_version = bool(previous) and previous.get("manifest_version") == manifest.version
+    pending = _pending_since(changes, listing.scanned_at,
+                             state.read_pending_docs(shard) if same_version else None)
+    state.write_pending_docs(shard, pending)
+    oldest = pc.min(pending["since"]).as_py() if pending.num_rows else None
+    newest = pc.max(listing.docs["updated_at"]).as_py() if listing.docs.num_rows else None
+    since = [t.timestamp() / DAY for t in pending["since"].to_pylist()]
+    summary = PendingSummary(
+        shard, counts["added"], counts["modified"], counts["deleted"], counts["unchanged"],
+        len(listing.skips), listing.complete, listing.scanned_at, manifest.version,
+        oldest, newest, docs=listing.docs.num_rows, pending_since_sum_days=sum(since),
+        rate_per_doc_day=rate.rate_per_doc_day if rate else None,
+        rate_spike=rate.spike if rate else False,
+    )
+    state.write_pending(shard, summary.as_dict())
+    return summary
+
+
+def detect(rt: Runtime, shards: Sequence[str] | None = None
+           ) -> tuple[Discovery, list[PendingSummary]]:
+    """Discover shards and record what is pending in each."""
+    getattr(rt.source, "refresh", lambda: None)()  # optional in the Source protocol
+    discovery = rt.source.discover()
+    targets = list(shards) if shards is not None else discovery.shards
+    return discovery, [detect_shard(rt, s) for s in targets]

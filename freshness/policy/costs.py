@@ -1,0 +1,12 @@
+"""Run costs learned from the run records (overhead + per-chunk seconds)."""
+
+from __future__ import annotations
+
+from freshness.policy.planner import CostModel, learn_costs
+
+
+def learned_costs(runs: list[dict], default: CostModel) -> CostModel:
+    """Overhead and per-chunk seconds fitted to the runs (from `load_runs`) that embedded."""
+    fitted = [(r["wall_seconds"], r["chunks_embedded"]) for r in runs
+              if r.get("chunks_embedded")]
+    return learn_costs(fitted, default) if fitted else default
