@@ -27,7 +27,7 @@ MAX_OUTBOX = 200
 def _spikes(rt, seen: dict) -> tuple[list[Notification], dict]:
     """A notification for each shard whose latest rate poll flagged a change-rate spike."""
     history, out, seen = RateHistory(rt.store), [], dict(seen)
-    for shard in rt.store.list_dir("sources", "shards"):
+    for shard in history.shards():
         rows = history.load(shard)
         if not rows.num_rows or not rows["spike"][-1].as_py():
             continue
