@@ -11,6 +11,7 @@ from assets.metadata import clean, table
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from freshness.recency.report import RecencyReport, write_day
+from freshness.state import layout
 
 recency_days = dg.DailyPartitionsDefinition(start_date="2025-01-01")
 
@@ -104,7 +105,7 @@ def recency(context: dg.AssetExecutionContext, freshness: FreshnessResource,
         context.log.warning("quarantined %d malformed log records: %s",
                             ingest.counts["quarantined"], ingest.quarantine_path)
     if counts["served"]:  # the policy weighs shards by these shares (freshness.policy.cadence)
-        rt.store.write_json(report.traffic_weights(), "traffic", "shares.json")
+        rt.store.write_json(report.traffic_weights(), *layout.TRAFFIC_FILE)
     shards = pa.Table.from_pylist([{("shard" if k == "key" else k): r[k] for k in _SHARD_COLUMNS}
                                    for r in report.scope("shard")])
 

@@ -9,6 +9,7 @@ from freshness.embed.chunking import Chunker
 from freshness.embed.embedding import Embedder
 from freshness.embed.models import ModelSpec, resolve_model
 from freshness.errors import ConfigError
+from freshness.index.base import VectorIndex
 from freshness.sources import FolderSource, ReplaySource, Source, TableSource
 from freshness.state.manifest import ShardStateStore
 from freshness.state.store import StateStore
@@ -47,7 +48,7 @@ def build_source(settings: Settings) -> Source:
     )
 
 
-def build_index(settings: Settings):
+def build_index(settings: Settings) -> VectorIndex:
     """A Qdrant server by URL when FRESHNESS_QDRANT_URL is set, else embedded Qdrant on disk."""
     if settings.qdrant_url:
         from freshness.index.client import ClientIndex
@@ -82,7 +83,7 @@ class Runtime:
         return build_source(self.settings)
 
     @cached_property
-    def index(self):
+    def index(self) -> VectorIndex:
         return build_index(self.settings)
 
     @cached_property

@@ -33,7 +33,8 @@ def staleness_alert_sensor(context: dg.SensorEvaluationContext, freshness: Fresh
     rt, now = freshness.runtime(), utc_now()
     status = shard_status(rt.shard_state(), now)
     history = RateHistory(rt.store)
-    latest = {s: history.latest(s) for s in status["shard"].to_pylist()}
+    latest = {s: history.latest(s)
+              for s in sorted(set(history.shards()) | set(status["shard"].to_pylist()))}
     tick = alert_tick(json.loads(context.cursor) if context.cursor else {}, status,
                       alerts.sla(rt.settings.max_staleness_hours), now,
                       shares=traffic_shares(rt.store), latest_rates=latest,

@@ -59,7 +59,7 @@ def source_change_sensor(context: dg.SensorEvaluationContext,
     rt, now = freshness.runtime(), utc_now()
     settings = rt.settings
     cursor = json.loads(context.cursor) if context.cursor else {}
-    getattr(rt.source, "refresh", lambda: None)()  # optional in the Source protocol
+    rt.source.refresh()
     tokens = rt.source.change_tokens()
     summaries, scanned = _summaries(rt, tokens, cursor)
     known = context.instance.get_dynamic_partitions(shard_partitions.name)

@@ -10,7 +10,6 @@ Point ids are deterministic, so a rerun after a crash re-finds what was already 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -32,6 +31,7 @@ from freshness.state.lease import run_leased
 from freshness.state.manifest import ShardManifest
 from freshness.state.runs import record_run
 from freshness.util.faults import fault_point
+from freshness.util.hashing import doc_hash
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import as_utc, iso, utc_now
 
@@ -139,8 +139,7 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
             "modified", changes["change"]))
     to_read = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
     docs = rt.source.read(shard, to_read["doc_id"].to_pylist())
-    doc_hashes = [hashlib.md5(t.encode("utf-8")).hexdigest()
-                  for t in docs["content"].to_pylist()]
+    doc_hashes = [doc_hash(t) for t in docs["content"].to_pylist()]
     doc_meta = pa.table({"doc_id": docs["doc_id"], "doc_hash": pa.array(doc_hashes, pa.string()),
                          "updated_at": docs["updated_at"]})
     new_chunks = rt.chunker.chunk_docs(docs)
@@ -231,7 +230,7 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     """
     logger = logger or log
     started, now = time.perf_counter(), now or utc_now()
-    getattr(rt.source, "refresh", lambda: None)()  # optional in the Source protocol
+    rt.source.refresh()
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
     results: dict[str, ShardResult] = {}

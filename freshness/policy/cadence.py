@@ -10,11 +10,12 @@ from datetime import datetime, timedelta
 from freshness.pipeline.detect import PendingSummary
 from freshness.policy.costs import learned_costs
 from freshness.policy.planner import BudgetController, CostModel, Plan, ShardModel, is_due, plan
+from freshness.state import layout
 from freshness.state.runs import load_runs, spent_seconds
 from freshness.state.store import StateStore
 from freshness.util.rates import gamma_posterior_rate
+from freshness.util.timeutil import DAY_S
 
-DAY = 86400.0
 PRIOR_MIX = 0.1  # a shard nobody queried yet still gets a little weight, so it is refreshed
 
 
@@ -42,7 +43,7 @@ class CadenceDecision:
 
 def traffic_shares(store: StateStore) -> dict[str, float] | None:
     """Per-shard retrieval shares written by the recency computation, if any."""
-    raw = store.read_bytes("traffic", "shares.json")
+    raw = store.read_bytes(*layout.TRAFFIC_FILE)
     return json.loads(raw) if raw else None
 
 
@@ -76,9 +77,9 @@ def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_second
         share /= share_total
         debt = share / max(summary.docs, 1) * summary.pending_doc_days(now)
         age = None if summary.oldest_pending_change is None else \
-            (now - summary.oldest_pending_change).total_seconds() / DAY
+            (now - summary.oldest_pending_change).total_seconds() / DAY_S
         since_run = None if not last_run or shard not in last_run else \
-            (now - last_run[shard]).total_seconds() / DAY
+            (now - last_run[shard]).total_seconds() / DAY_S
         due = is_due(debt, current.debt_threshold, age, sla_days, since_run, min_interval_days)
         first_build = summary.manifest_version == 0 and summary.pending_docs > 0
         due = due or first_build

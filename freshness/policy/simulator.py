@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from freshness.policy.planner import CostModel, ShardModel, plan
 from freshness.util.rates import gamma_posterior_rate
+from freshness.util.timeutil import DAY_S
 
-DAY_S = 86400.0
 POLICIES = ("adaptive", "uniform", "proportional", "threshold", "immediate")
 RATE_WINDOW_DAYS = 90.0
 REPLAN_DAYS = 28.0

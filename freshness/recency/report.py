@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from freshness.errors import SourceError
 from freshness.recency.logs import RETRIEVALS_SCHEMA, LogIngest, read_request_logs
+from freshness.state import layout
 from freshness.state.manifest import HISTORY_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
 from freshness.util.timeutil import as_utc, utc_now
@@ -275,7 +276,7 @@ def write_day(store: StateStore, state: ShardStateStore, logs: str | Path | list
               start: datetime, end: datetime,
               now: datetime | None = None) -> tuple[RecencyReport, LogIngest, str]:
     """Recency of the requests in [start, end), as Parquet under recency/day=<start date>/."""
-    folder = ("recency", f"day={as_utc(start).date().isoformat()}")
+    folder = layout.recency_day_dir(as_utc(start).date().isoformat())
     with tempfile.TemporaryDirectory(prefix="freshness-logs-") as tmp:
         ingest = read_request_logs(logs, Path(tmp) / "quarantine.jsonl")
         if ingest.quarantine_path:

@@ -7,11 +7,11 @@ content), and `read(shard, doc_ids)` returns the content of just the documents t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 import pyarrow as pa
 
@@ -66,23 +66,30 @@ class Listing:
         return {s.doc_id for s in self.skips}
 
 
-class Source(Protocol):
-    """A corpus split into shards."""
+class Source(ABC):
+    """A corpus split into shards. A new kind subclasses this and implements all five methods
+    (see docs/architecture.md, "Add a source"); `runtime.build_source` registers it."""
 
     name: str
 
+    @abstractmethod
     def discover(self) -> Discovery:
         """List the shards the source holds now."""
 
+    @abstractmethod
     def listing(self, shard: str) -> Listing:
         """Ids, content hashes (md5 of the UTF-8 text) and update times of a shard's docs."""
 
+    @abstractmethod
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         """Content of the given docs (DOCS_SCHEMA); ids no longer present are left out."""
 
+    @abstractmethod
     def refresh(self) -> None:
-        """Called at the start of every scan (sync, detect, sensor tick); may drop caches."""
+        """Called at the start of every scan (sync, detect, sensor tick): drop what a scan must
+        not reuse (a source with no caches does nothing)."""
 
+    @abstractmethod
     def change_tokens(self) -> dict[str, str]:
         """A cheap per-shard fingerprint that changes when the shard's docs change.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -12,7 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from freshness.errors import SourceError
-from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip
+from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip, Source
+from freshness.util.hashing import doc_hash
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import utc_now
 
@@ -21,7 +21,7 @@ ROOT_SHARD = "default"
 DEFAULT_MAX_DOC_BYTES = 2_000_000
 
 
-class FolderSource:
+class FolderSource(Source):
     """Files under `root` matching `patterns`; files directly in `root` form shard `default`."""
 
     def __init__(
@@ -127,7 +127,7 @@ class FolderSource:
                 skips.append(Skip(doc_id, shard, reason))
                 continue
             ids.append(doc_id)
-            hashes.append(hashlib.md5(text.encode("utf-8")).hexdigest())
+            hashes.append(doc_hash(text))
             mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
             if mtime > scanned_at:
                 notes["future_timestamp_clamped"] += 1

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshness.errors import SourceError
-from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip
+from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip, Source
 from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import utc_now
@@ -34,7 +34,7 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class TableSource:
+class TableSource(Source):
     """Documents from a DuckDB relation; rows are checked, bad ones skipped and counted."""
 
     def __init__(

@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshness.sources.base import Listing
+from freshness.state import layout
 from freshness.state.store import StateStore
 from freshness.util.rates import PoissonCusum, gamma_posterior_rate, grouped_poll_rate_mle
-from freshness.util.timeutil import as_utc
+from freshness.util.timeutil import DAY_S, as_utc
 
 RATE_SCHEMA = pa.schema([
     ("polled_at", pa.timestamp("us", tz="UTC")),
@@ -30,7 +31,6 @@ RATE_SCHEMA = pa.schema([
     ("spike", pa.bool_()),
 ])
 MAX_ROWS = 5000
-DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,12 @@ class RateHistory:
         self.spike_ratio, self.spike_threshold = spike_ratio, spike_threshold
 
     def _path(self, shard: str) -> tuple[str, ...]:
-        return ("sources", "shards", shard, "rate_history.parquet")
+        return layout.rate_history_path(shard)
+
+    def shards(self) -> list[str]:
+        """Shards with a recorded rate history."""
+        return [layout.shard_from_segment(n)
+                for n in self.store.list_dir(*layout.source_shards_dir())]
 
     def load(self, shard: str) -> pa.Table:
         table = self.store.read_table(*self._path(shard))
@@ -89,10 +94,10 @@ class RateHistory:
         updated = listing.docs["updated_at"]
         if rows.num_rows:
             previous = as_utc(rows["polled_at"][-1].as_py())
-            interval = max((now - previous).total_seconds() / DAY, 1e-9)
+            interval = max((now - previous).total_seconds() / DAY_S, 1e-9)
         else:  # first poll: use last-modified times over the window as the first observation
             oldest = pc.min(updated).as_py() if listing.docs.num_rows else now
-            interval = max(min(self.window_days, (now - as_utc(oldest)).total_seconds() / DAY),
+            interval = max(min(self.window_days, (now - as_utc(oldest)).total_seconds() / DAY_S),
                            1e-9)
             previous = now - timedelta(days=interval)
         changed = int(pc.sum(pc.greater(updated, previous)).as_py() or 0) \

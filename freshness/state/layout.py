@@ -1,0 +1,55 @@
+"""Where things live under the state root: the one module that knows the path layout.
+
+    <state root>/
+      collections/<collection>/shards/<shard>/   manifest.json, chunks-<v>.parquet,
+                                                 pending.json, pending_docs-*.parquet, lease
+      sources/shards/<shard>/rate_history.parquet   change-rate polls (model independent)
+      runs/<finished>-<id>.json                     one record per sync run (cost learning)
+      traffic/shares.json                           retrieval shares written by recency
+      recency/day=<date>/                           recency report tables
+
+Every path is a tuple of segments for `StateStore`; a shard name becomes one segment through
+`shard_segment` (and back through `shard_from_segment`).
+"""
+
+from __future__ import annotations
+
+MANIFEST_FILE = "manifest.json"
+PENDING_FILE = "pending.json"
+RATE_HISTORY_FILE = "rate_history.parquet"
+RUNS_DIR: tuple[str, ...] = ("runs",)
+TRAFFIC_FILE: tuple[str, ...] = ("traffic", "shares.json")
+RECENCY_DIR: tuple[str, ...] = ("recency",)
+
+
+def shard_segment(shard: str) -> str:
+    """The path segment of a shard name (names are validated by `util.shard_names`)."""
+    return shard
+
+
+def shard_from_segment(segment: str) -> str:
+    """The shard name a path segment stands for (inverse of `shard_segment`)."""
+    return segment
+
+
+def shards_dir(collection: str) -> tuple[str, ...]:
+    """The folder holding one sub-folder per shard of a collection."""
+    return ("collections", collection, "shards")
+
+
+def shard_dir(collection: str, shard: str) -> tuple[str, ...]:
+    """One shard's committed state in one collection."""
+    return (*shards_dir(collection), shard_segment(shard))
+
+
+def source_shards_dir() -> tuple[str, ...]:
+    """The folder of per-shard source facts that do not depend on the model (rates)."""
+    return ("sources", "shards")
+
+
+def rate_history_path(shard: str) -> tuple[str, ...]:
+    return (*source_shards_dir(), shard_segment(shard), RATE_HISTORY_FILE)
+
+
+def recency_day_dir(day_iso: str) -> tuple[str, ...]:
+    return (*RECENCY_DIR, f"day={day_iso}")
