@@ -38,8 +38,9 @@ def staleness_alert_sensor(context: dg.SensorEvaluationContext, freshness: Fresh
     tick = alert_tick(json.loads(context.cursor) if context.cursor else {}, status,
                       alerts.sla(rt.settings.max_staleness_hours), now,
                       shares=traffic_shares(rt.store), latest_rates=latest,
-                      sinks=alerts.sinks(context.log), cooldown_seconds=alerts.cooldown_hours * 3600,
-                      ui_url=alerts.ui_url, budget_s=alerts.delivery_budget_s)
+                      sinks=alerts.sinks(context.log),
+                      cooldown_seconds=alerts.cooldown_hours * 3600, ui_url=alerts.ui_url,
+                      budget_s=alerts.delivery_budget_s)
     if alerts.metrics_textfile:
         write_textfile(tick.evaluations, now, alerts.metrics_textfile)
     known = set(context.instance.get_dynamic_partitions(shard_partitions.name))
