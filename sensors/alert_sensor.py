@@ -11,11 +11,12 @@ import json
 
 import dagster as dg
 
-from assets.alerts_resource import AlertsResource
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from freshness.alerts.metrics import shard_readings, write_textfile
+from freshness.alerts.sinks import build_sinks
+from freshness.alerts.staleness import SlaConfig
 from freshness.alerts.tick import alert_tick
 from freshness.policy.cadence import traffic_shares
 from freshness.recency.report import shard_stale_rates
@@ -28,21 +29,21 @@ from freshness.util.timeutil import utc_now
            description="Alerts when a shard's traffic-weighted staleness exceeds its SLA, on "
                        "escalation, after a cooldown, when it is fresh again, and on change-rate "
                        "spikes; records per-shard rates and staleness as partition observations.")
-def staleness_alert_sensor(context: dg.SensorEvaluationContext, freshness: FreshnessResource,
-                           alerts: AlertsResource) -> dg.SensorResult:
+def staleness_alert_sensor(context: dg.SensorEvaluationContext,
+                           freshness: FreshnessResource) -> dg.SensorResult:
     rt, now = freshness.runtime(), utc_now()
+    settings = rt.settings
     status = shard_status(rt.shard_state(), now)
     history = RateHistory(rt.store)
     latest = {s: history.latest(s)
               for s in sorted(set(history.shards()) | set(status["shard"].to_pylist()))}
     tick = alert_tick(json.loads(context.cursor) if context.cursor else {}, status,
-                      alerts.sla(rt.settings.max_staleness_hours), now,
-                      shares=traffic_shares(rt.store), latest_rates=latest,
-                      sinks=alerts.sinks(context.log),
-                      cooldown_seconds=alerts.cooldown_hours * 3600, ui_url=alerts.ui_url,
-                      budget_s=alerts.delivery_budget_s)
-    if alerts.metrics_textfile:
-        write_textfile(tick.evaluations, now, alerts.metrics_textfile)
+                      SlaConfig.from_settings(settings), now, shares=traffic_shares(rt.store),
+                      latest_rates=latest, sinks=build_sinks(settings, context.log),
+                      cooldown_seconds=settings.alert_cooldown_hours * 3600,
+                      ui_url=settings.ui_url, budget_s=settings.alert_delivery_budget_s)
+    if settings.metrics_textfile:
+        write_textfile(tick.evaluations, now, settings.metrics_textfile)
     known = set(context.instance.get_dynamic_partitions(shard_partitions.name))
     readings = shard_readings(tick.evaluations, latest, shard_stale_rates(rt.store))
     return dg.SensorResult(

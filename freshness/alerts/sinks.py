@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from freshness.alerts.incidents import Notification
+from freshness.config import Settings
 from freshness.errors import FreshnessError
 
 log = logging.getLogger("freshness.alerts")
@@ -112,3 +113,13 @@ def deliver_pairs(pairs: list[tuple[object, Notification]], budget_s: float | No
         log.warning("%d deliveries kept for the next tick: the %.1f s budget is spent", late,
                     budget_s)
     return failed
+
+
+def build_sinks(settings: Settings, logger=None) -> list:
+    """The Dagster/Python log, plus the Slack and JSON webhooks that settings name."""
+    sinks: list = [LogSink(logger)]
+    for url, slack in ((settings.slack_webhook_url, True), (settings.alert_webhook_url, False)):
+        if url:
+            sinks.append(WebhookSink(url, slack, settings.alert_sink_retries,
+                                     settings.alert_sink_backoff_s))
+    return sinks
