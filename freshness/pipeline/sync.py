@@ -106,6 +106,7 @@ class _Work:
     manifest: ShardManifest
     plan: ChunkPlan
     counts: Counter
+    changed_at: datetime | None = None  # newest update time of a doc whose content changed
 
 
 def _present_points(rt: Runtime, manifest: ShardManifest, changes: pa.Table,
@@ -129,6 +130,8 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
     manifest = rt.shard_state().load(shard)
     changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
     present = _present_points(rt, manifest, changes, now, check_index)
+    edited = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
+    changed_at = pc.max(edited["updated_at"]).as_py() if edited.num_rows else None
     unchanged = manifest.chunks.filter(pc.is_in(
         manifest.chunks["doc_id"],
         changes.filter(pc.equal(changes["change"], "unchanged"))["doc_id"]))
@@ -160,7 +163,7 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
         docs_total=len(set(plan.next_chunks["doc_id"].to_pylist())),
         chunks_total=plan.next_chunks.num_rows,
     )
-    return _Work(shard, listing, manifest, plan, counts)
+    return _Work(shard, listing, manifest, plan, counts, changed_at)
 
 
 def _payload(row: dict, shard: str, rt: Runtime, now: datetime) -> dict:
@@ -202,8 +205,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
 def _shard_info(work: _Work, now: datetime, index_changed: bool) -> dict:
     previous = work.manifest.info
     seen = [previous.get("last_source_change_seen")]
-    if work.listing.docs.num_rows:
-        seen.append(iso(pc.max(work.listing.docs["updated_at"]).as_py()))
+    if work.changed_at:  # content changes only: a touch or checkout moves no timestamp
+        seen.append(iso(work.changed_at))
     if work.counts.get("docs_deleted"):
         seen.append(iso(work.listing.scanned_at))
     return {

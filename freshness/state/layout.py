@@ -4,6 +4,7 @@
       collections/<collection>/shards/<shard>/   manifest.json, chunks-<v>.parquet,
                                                  pending.json, pending_docs-*.parquet, lease
       sources/shards/<shard>/rate_history.parquet   change-rate polls (model independent)
+      sources/shards/<shard>/poll_hashes.parquet    doc hashes of the last poll (content diff)
       runs/<finished>-<id>.json                     one record per sync run (cost learning)
       traffic/shares.json                           retrieval shares written by recency
       recency/day=<date>/                           recency report tables
@@ -18,6 +19,7 @@ from __future__ import annotations
 MANIFEST_FILE = "manifest.json"
 PENDING_FILE = "pending.json"
 RATE_HISTORY_FILE = "rate_history.parquet"
+POLL_HASHES_FILE = "poll_hashes.parquet"
 RUNS_DIR: tuple[str, ...] = ("runs",)
 TRAFFIC_FILE: tuple[str, ...] = ("traffic", "shares.json")
 RECENCY_DIR: tuple[str, ...] = ("recency",)
@@ -51,6 +53,10 @@ def source_shards_dir() -> tuple[str, ...]:
 
 def rate_history_path(shard: str) -> tuple[str, ...]:
     return (*source_shards_dir(), shard_segment(shard), RATE_HISTORY_FILE)
+
+
+def poll_hashes_path(shard: str) -> tuple[str, ...]:
+    return (*source_shards_dir(), shard_segment(shard), POLL_HASHES_FILE)
 
 
 def recency_day_dir(day_iso: str) -> tuple[str, ...]:
