@@ -50,6 +50,17 @@ class Settings:
     run_overhead_s: float = 20.0  # prior until runs are measured
     per_chunk_s: float = 0.002
     batch_shards: bool = True
+    # Embedding backend: in-process sentence-transformers, or an OpenAI-compatible endpoint
+    embedding_backend: str = "local"  # local | endpoint
+    embedding_url: str | None = None  # endpoint base URL, e.g. http://127.0.0.1:8080/v1
+    embedding_api_key: str | None = None  # secret: environment only, never printed
+    embedding_dim: int | None = None  # expected vector size (checked on every response)
+    embedding_concurrency: int = 4  # requests in flight
+    embedding_timeout_s: float = 60.0
+    embedding_retries: int = 6  # on 408/429/5xx, timeouts and dropped connections
+    embedding_tokenizer: str | None = None  # local tokenizer for chunking (default: the model)
+    cost_unit: str = "gpu_seconds"  # gpu_seconds | tokens | usd: unit of budget and costs
+    usd_per_million_tokens: float = 0.0  # price, for cost_unit=usd
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -71,8 +82,9 @@ class Settings:
 
     def __repr__(self) -> str:  # never print the API key
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        if shown["qdrant_api_key"]:
-            shown["qdrant_api_key"] = "***"
+        for secret in ("qdrant_api_key", "embedding_api_key"):
+            if shown[secret]:
+                shown[secret] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 

@@ -253,9 +253,9 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     texts = [t for w in work for t in w.plan.to_embed["text"].to_pylist()]
     load_started = time.perf_counter()
     if texts:
-        _ = rt.embedder.model  # load (or reuse) the model outside the embedding timer
+        rt.embedder.warm()  # load the model (or check the endpoint) outside the embedding timer
     model_load_seconds = time.perf_counter() - load_started
-    embed_started = time.perf_counter()
+    embed_started, tokens_before = time.perf_counter(), rt.embedder.tokens_used
     vectors = _embed(rt, texts, progress, logger)
     embed_seconds = time.perf_counter() - embed_started if texts else 0.0
 
@@ -273,9 +273,13 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
         offset += n
 
     switched = maybe_switch_alias(rt, discovery.shards)
+    tokens = (rt.embedder.tokens_used - tokens_before) or \
+        sum(pc.sum(w.plan.to_embed["n_tokens"]).as_py() or 0 for w in work)
     record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
                model_load_seconds, time.perf_counter() - started,
-               rt.embedder.device if texts else None)
+               rt.embedder.device if texts else None, tokens=tokens,
+               cost_unit=rt.settings.cost_unit,
+               usd_per_million_tokens=rt.settings.usd_per_million_tokens)
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),
                       discovery.skips, embed_seconds, time.perf_counter() - started,
                       model_load_seconds)
