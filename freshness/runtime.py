@@ -59,10 +59,12 @@ def build_index(settings: Settings) -> VectorIndex:
                            grpc_port=settings.qdrant_grpc_port, retries=settings.qdrant_retries,
                            backoff_s=settings.qdrant_backoff_s,
                            replication_factor=settings.qdrant_replication_factor,
-                           shard_number=settings.qdrant_shard_number)
+                           shard_number=settings.qdrant_shard_number,
+                           upsert_batch=settings.upsert_batch)
     from freshness.index.edge import EdgeIndex
 
-    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s)
+    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s,
+                     upsert_batch=settings.upsert_batch)
 
 
 def build_embedder(settings: Settings) -> EmbeddingBackend:
@@ -72,7 +74,7 @@ def build_embedder(settings: Settings) -> EmbeddingBackend:
         from freshness.embed.embedding import Embedder
 
         return Embedder(resolve_model(settings.model, settings.model_revision), settings.device,
-                        settings.batch_size)
+                        settings.batch_size, settings.embed_block_size)
     if backend == "endpoint":
         if not settings.embedding_url:
             raise ConfigError("embedding_backend=endpoint needs FRESHNESS_EMBEDDING_URL, e.g. "
