@@ -74,6 +74,8 @@ class FreshnessResource(dg.ConfigurableResource):
     alert_webhook_url: str | None = None
     alert_sink_retries: int = 3
     alert_sink_backoff_s: float = 0.5
+    alert_delivery_budget_s: float = 20.0
+    alert_traffic_floor: float = 0.25
     ui_url: str = 'http://127.0.0.1:3000'
     metrics_textfile: str | None = None
     # -- recency

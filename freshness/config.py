@@ -117,6 +117,10 @@ class Settings:
                                             "only)", "https://alerts.example/hook", secret=True)
     alert_sink_retries: int = setting(3, "alerts", "delivery attempts per sink and tick", "3")
     alert_sink_backoff_s: float = setting(0.5, "alerts", "first retry delay (doubles)", "0.5")
+    alert_delivery_budget_s: float = setting(20.0, "alerts", "seconds a sensor tick may spend "
+                                             "delivering; the rest waits in the outbox", "20")
+    alert_traffic_floor: float = setting(0.25, "alerts", "lowest traffic weight: a shard nobody "
+                                         "reads alerts at SLA / this", "0.25")
     ui_url: str = setting("http://127.0.0.1:3000", "alerts", "base of the links in alerts",
                           "https://dagster.example")
     metrics_textfile: str | None = setting(None, "alerts", "Prometheus gauges for the node "
@@ -280,7 +284,8 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "min_interval_minutes": _non_negative, "run_overhead_s": _non_negative,
     "per_chunk_s": _non_negative, "alert_warn_fraction": _fraction,
     "alert_cooldown_hours": _non_negative, "alert_sink_retries": _positive,
-    "alert_sink_backoff_s": _non_negative, "device": _device, "qdrant_url": _url,
+    "alert_sink_backoff_s": _non_negative, "alert_delivery_budget_s": _positive,
+    "alert_traffic_floor": _fraction, "device": _device, "qdrant_url": _url,
     "ui_url": _url, "state_root": _state_root, "per_shard_sla_hours": _sla_json,
     "demo_churn_seconds": _positive, "replay_as_of_seq": _non_negative,
 }

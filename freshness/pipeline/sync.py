@@ -51,6 +51,7 @@ class ShardResult:
     skips: list[Skip] = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
     info: dict = field(default_factory=dict)
+    embed_seconds: float = 0.0  # its share of the run's embedding time (by chunks embedded)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class SyncResult:
     embed_seconds: float
     wall_seconds: float
     model_load_seconds: float = 0.0
+    device: str | None = None  # where the chunks were embedded (None: nothing embedded)
 
     @property
     def ok(self) -> bool:
@@ -263,6 +265,7 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     offset = 0
     for item in work:
         n = item.plan.to_embed.num_rows
+        results[item.shard].embed_seconds = embed_seconds * n / len(texts) if texts else 0.0
         try:
             results[item.shard].info = run_leased(  # one run at a time per shard
                 rt.store, rt.collection, item.shard, item.manifest.version,
@@ -274,12 +277,12 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
         offset += n
 
     switched = maybe_switch_alias(rt, discovery.shards)
+    device = rt.embedder.device if texts else None
     record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
-               model_load_seconds, time.perf_counter() - started,
-               rt.embedder.device if texts else None)
+               model_load_seconds, time.perf_counter() - started, device)
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),
                       discovery.skips, embed_seconds, time.perf_counter() - started,
-                      model_load_seconds)
+                      model_load_seconds, device)
 
 
 def _embed(rt: Runtime, texts: list[str], progress: ProgressFn | None,

@@ -7,6 +7,7 @@
       runs/<finished>-<id>.json                     one record per sync run (cost learning)
       traffic/shares.json                           retrieval shares written by recency
       recency/day=<date>/                           recency report tables
+      recency/latest_shards.json                    per-shard stale rates of the latest report
 
 Every path is a tuple of segments for `StateStore`; a shard name becomes one segment through
 `shard_segment` (and back through `shard_from_segment`).
@@ -20,6 +21,7 @@ RATE_HISTORY_FILE = "rate_history.parquet"
 RUNS_DIR: tuple[str, ...] = ("runs",)
 TRAFFIC_FILE: tuple[str, ...] = ("traffic", "shares.json")
 RECENCY_DIR: tuple[str, ...] = ("recency",)
+RECENCY_SHARDS_FILE: tuple[str, ...] = (*RECENCY_DIR, "latest_shards.json")
 
 
 def shard_segment(shard: str) -> str:

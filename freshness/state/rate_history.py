@@ -66,6 +66,11 @@ class RateHistory:
         table = self.store.read_table(*self._path(shard))
         return RATE_SCHEMA.empty_table() if table is None else table.cast(RATE_SCHEMA)
 
+    def latest(self, shard: str) -> dict | None:
+        """The shard's newest poll row (RATE_SCHEMA as a dict), or None before the first."""
+        rows = self.load(shard)
+        return rows.slice(rows.num_rows - 1).to_pylist()[0] if rows.num_rows else None
+
     def estimate(self, rows: pa.Table, now: datetime) -> float:
         """Rate per doc per day from the polls inside the window, shrunk towards the prior.
 
