@@ -30,6 +30,7 @@ from freshness.sources.base import Listing, Skip
 from freshness.state.lease import run_leased
 from freshness.state.manifest import ShardManifest
 from freshness.state.runs import record_run
+from freshness.util.arrow import replace_column
 from freshness.util.faults import fault_point
 from freshness.util.hashing import doc_hash
 from freshness.util.shard_names import shard_name_problem
@@ -134,7 +135,7 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
         changes.filter(pc.equal(changes["change"], "unchanged"))["doc_id"]))
     damaged = damaged_docs(unchanged, present)
     if damaged:
-        changes = changes.set_column(1, "change", pc.if_else(
+        changes = replace_column(changes, "change", pc.if_else(
             pc.is_in(changes["doc_id"], pa.array(sorted(damaged), pa.string())),
             "modified", changes["change"]))
     to_read = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
@@ -187,8 +188,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
                                  for r in plan.payload_updates.to_pylist()})
             session.delete(plan.orphans)
     fault_point("before_manifest")
-    chunks = plan.next_chunks.set_column(
-        7, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
+    chunks = replace_column(
+        plan.next_chunks, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
                                        pa.scalar(now, pa.timestamp("us", "UTC"))))
     adopted = pc.any(pc.is_null(plan.next_chunks["embedded_at"])).as_py()  # a crashed run's
     info = _shard_info(work, now, bool(touches_index or plan.retired.num_rows or adopted))
