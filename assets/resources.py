@@ -59,6 +59,14 @@ class FreshnessResource(dg.ConfigurableResource):
     embed_block_size: int = 2048
     chunk_tokens: int | None = None
     overlap_tokens: int = 32
+    embedding_backend: str = 'local'
+    embedding_url: str | None = None
+    embedding_api_key: str | None = None
+    embedding_dim: int | None = None
+    embedding_concurrency: int = 4
+    embedding_timeout_s: float = 60.0
+    embedding_retries: int = 6
+    embedding_tokenizer: str | None = None
     # -- policy
     budget_gpu_seconds_per_day: float = 3600.0
     max_staleness_hours: float | None = None
@@ -66,6 +74,8 @@ class FreshnessResource(dg.ConfigurableResource):
     run_overhead_s: float = 20.0
     per_chunk_s: float = 0.002
     batch_shards: bool = True
+    cost_unit: str = 'gpu_seconds'
+    usd_per_million_tokens: float = 0.0
     # -- alerts
     per_shard_sla_hours: str | None = None
     alert_warn_fraction: float = 0.5

@@ -92,6 +92,22 @@ class Settings:
                                        "model's limit)", "254")
     overlap_tokens: int = setting(32, "embedding", "overlap of windows of a long paragraph",
                                   "32")
+    embedding_backend: str = setting("local", "embedding", "local (in-process "
+                                     "sentence-transformers) or endpoint (OpenAI-compatible "
+                                     "/v1/embeddings)", "endpoint")
+    embedding_url: str | None = setting(None, "embedding", "endpoint base URL (the part before "
+                                        "/embeddings)", "http://127.0.0.1:8080/v1")
+    embedding_api_key: str | None = setting(None, "embedding", "endpoint API key (secret: env "
+                                            "only)", "<secret>", secret=True)
+    embedding_dim: int | None = setting(None, "embedding", "expected vector size, checked on "
+                                        "every endpoint response", "384")
+    embedding_concurrency: int = setting(4, "embedding", "endpoint requests in flight", "4")
+    embedding_timeout_s: float = setting(60.0, "embedding", "endpoint request timeout", "60")
+    embedding_retries: int = setting(6, "embedding", "retries on 408/429/5xx, timeouts and "
+                                     "dropped connections (exponential backoff)", "6")
+    embedding_tokenizer: str | None = setting(None, "embedding", "local tokenizer that chunking "
+                                              "counts with (default: the model's)",
+                                              "sentence-transformers/all-MiniLM-L6-v2")
     # -- policy: when to re-embed (docs/policy.md)
     budget_gpu_seconds_per_day: float = setting(3600.0, "policy", "the re-embedding budget",
                                                 "3600")
@@ -103,6 +119,10 @@ class Settings:
     per_chunk_s: float = setting(0.002, "policy", "per-chunk cost prior", "0.002")
     batch_shards: bool = setting(True, "policy", "one run for all pending shards when one is "
                                  "due", "true")
+    cost_unit: str = setting("gpu_seconds", "policy", "unit of the budget and of learned run "
+                             "costs: gpu_seconds, tokens or usd", "tokens")
+    usd_per_million_tokens: float = setting(0.0, "policy", "endpoint price, for cost_unit=usd",
+                                            "0.02")
     # -- alerts
     per_shard_sla_hours: str | None = setting(None, "alerts", "per-shard SLAs (JSON object)",
                                               '{"linux": 6}')
@@ -269,6 +289,13 @@ def _sla_json(value: str) -> str | None:
     return None
 
 
+def _one_of(*allowed: str) -> Callable[[object], str | None]:
+    def check(value) -> str | None:
+        return None if value in allowed else f"use one of {', '.join(allowed)}"
+
+    return check
+
+
 def _overlap(value: int) -> str | None:
     return None if value >= 0 else "must be >= 0"
 
@@ -288,6 +315,10 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "alert_traffic_floor": _fraction, "device": _device, "qdrant_url": _url,
     "ui_url": _url, "state_root": _state_root, "per_shard_sla_hours": _sla_json,
     "demo_churn_seconds": _positive, "replay_as_of_seq": _non_negative,
+    "embedding_backend": _one_of("local", "endpoint"), "embedding_url": _url,
+    "embedding_dim": _positive, "embedding_concurrency": _positive,
+    "embedding_timeout_s": _positive, "embedding_retries": _non_negative,
+    "cost_unit": _one_of("gpu_seconds", "tokens", "usd"), "usd_per_million_tokens": _non_negative,
 }
 
 

@@ -30,6 +30,7 @@ from freshness.sources.base import Listing, Skip
 from freshness.state.lease import run_leased
 from freshness.state.manifest import ShardManifest
 from freshness.state.runs import record_run
+from freshness.util.arrow import replace_column
 from freshness.util.faults import fault_point
 from freshness.util.hashing import doc_hash
 from freshness.util.shard_names import shard_name_problem
@@ -137,7 +138,7 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
         changes.filter(pc.equal(changes["change"], "unchanged"))["doc_id"]))
     damaged = damaged_docs(unchanged, present)
     if damaged:
-        changes = changes.set_column(1, "change", pc.if_else(
+        changes = replace_column(changes, "change", pc.if_else(
             pc.is_in(changes["doc_id"], pa.array(sorted(damaged), pa.string())),
             "modified", changes["change"]))
     to_read = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
@@ -190,8 +191,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
                                  for r in plan.payload_updates.to_pylist()})
             session.delete(plan.orphans)
     fault_point("before_manifest")
-    chunks = plan.next_chunks.set_column(
-        7, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
+    chunks = replace_column(
+        plan.next_chunks, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
                                        pa.scalar(now, pa.timestamp("us", "UTC"))))
     adopted = pc.any(pc.is_null(plan.next_chunks["embedded_at"])).as_py()  # a crashed run's
     info = _shard_info(work, now, bool(touches_index or plan.retired.num_rows or adopted))
@@ -258,9 +259,9 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     texts = [t for w in work for t in w.plan.to_embed["text"].to_pylist()]
     load_started = time.perf_counter()
     if texts:
-        _ = rt.embedder.model  # load (or reuse) the model outside the embedding timer
+        rt.embedder.warm()  # load the model (or check the endpoint) outside the embedding timer
     model_load_seconds = time.perf_counter() - load_started
-    embed_started = time.perf_counter()
+    embed_started, tokens_before = time.perf_counter(), rt.embedder.tokens_used
     vectors = _embed(rt, texts, progress, logger)
     embed_seconds = time.perf_counter() - embed_started if texts else 0.0
 
@@ -280,8 +281,12 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
 
     switched = maybe_switch_alias(rt, discovery.shards)
     device = rt.embedder.device if texts else None
+    tokens = (rt.embedder.tokens_used - tokens_before) or \
+        sum(pc.sum(w.plan.to_embed["n_tokens"]).as_py() or 0 for w in work)
     record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
-               model_load_seconds, time.perf_counter() - started, device)
+               model_load_seconds, time.perf_counter() - started, device, tokens=tokens,
+               cost_unit=rt.settings.cost_unit,
+               usd_per_million_tokens=rt.settings.usd_per_million_tokens)
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),
                       discovery.skips, embed_seconds, time.perf_counter() - started,
                       model_load_seconds, device)

@@ -264,14 +264,6 @@ def _aggregate(cube: pa.Table, versions: pa.Table, rows: pa.Table | None) -> Rec
     return RecencyReport(counts, summary, histogram, rows)
 
 
-def traffic_weights(retrievals: pa.Table | str | Path, versions: pa.Table, *,
-                    since: datetime | None = None, until: datetime | None = None,
-                    now: datetime | None = None) -> dict[str, float]:
-    """Each shard's share of the served retrievals in a window, for a re-embedding policy."""
-    return recency_report(retrievals, versions, now=now, since=since,
-                          until=until).traffic_weights()
-
-
 def write_day(store: StateStore, state: ShardStateStore, logs: str | Path | list[str],
               start: datetime, end: datetime,
               now: datetime | None = None) -> tuple[RecencyReport, LogIngest, str]:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from freshness.sources.base import Listing
 from freshness.state import layout
 from freshness.state.store import StateStore
+from freshness.util.arrow import replace_column
 from freshness.util.duck import registered
 from freshness.util.rates import PoissonCusum, gamma_posterior_rate, grouped_poll_rate_mle
 from freshness.util.timeutil import DAY_S, as_utc
@@ -129,7 +130,7 @@ class RateHistory:
                "cusum": 0.0 if spike else cusum.statistic, "spike": spike}
         table = pa.concat_tables([rows, pa.Table.from_pylist([row], RATE_SCHEMA)])
         rate = self.estimate(table, now)
-        table = table.set_column(4, "rate_per_doc_day", pa.array(
+        table = replace_column(table, "rate_per_doc_day", pa.array(
             table["rate_per_doc_day"].to_pylist()[:-1] + [rate], pa.float64()))
         self.store.write_table(table.slice(max(0, table.num_rows - MAX_ROWS)), *self._path(
             listing.shard))
