@@ -51,6 +51,7 @@ class FreshnessResource(dg.ConfigurableResource):
     alias: str = 'chunks'
     upsert_batch: int = 1000
     index_check_interval_minutes: float = 60.0
+    keep_old_collections: int = 1
     # -- embedding
     model: str = DEFAULT_MODEL
     model_revision: str | None = None

@@ -79,6 +79,9 @@ class Settings:
     upsert_batch: int = setting(1000, "index", "points per upsert/delete request", "1000")
     index_check_interval_minutes: float = setting(60.0, "index", "quiet shards re-read their "
                                                   "Qdrant ids this often", "60")
+    keep_old_collections: int = setting(1, "index", "after a model switch, keep this many "
+                                        "previously served collections (rollback); drop older",
+                                        "1")
     # -- embedding
     model: str = setting(DEFAULT_MODEL, "embedding", "sentence-transformers name or folder",
                          DEFAULT_MODEL)
@@ -305,7 +308,8 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "qdrant_grpc_port": _positive, "qdrant_retries": _non_negative,
     "qdrant_backoff_s": _non_negative, "qdrant_replication_factor": _positive,
     "qdrant_shard_number": _positive, "upsert_batch": _positive,
-    "index_check_interval_minutes": _non_negative, "batch_size": _positive,
+    "index_check_interval_minutes": _non_negative, "keep_old_collections": _non_negative,
+    "batch_size": _positive,
     "embed_block_size": _positive, "chunk_tokens": _positive, "overlap_tokens": _overlap,
     "budget_gpu_seconds_per_day": _non_negative, "max_staleness_hours": _positive,
     "min_interval_minutes": _non_negative, "run_overhead_s": _non_negative,

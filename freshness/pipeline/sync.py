@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from freshness.errors import FreshnessError
 from freshness.index.base import PointRecord
 from freshness.pipeline.diff import ChunkPlan, damaged_docs, diff_docs, plan_chunks
+from freshness.pipeline.retention import record_swap_and_prune
 from freshness.runtime import Runtime
 from freshness.sources.base import Listing, Skip
 from freshness.state.lease import run_leased
@@ -324,4 +325,5 @@ def maybe_switch_alias(rt: Runtime, shards: Sequence[str]) -> bool:
         return False
     rt.index.set_alias(alias, target)
     log.info("alias %s now points to %s (was %s)", alias, target, current)
+    record_swap_and_prune(rt, current, rt.settings.keep_old_collections)
     return True

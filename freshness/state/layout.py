@@ -5,6 +5,7 @@
                                                  pending.json, pending_docs-*.parquet, lease
       sources/shards/<shard>/rate_history.parquet   change-rate polls (model independent)
       sources/shards/<shard>/poll_hashes.parquet    doc hashes of the last poll (content diff)
+      index/served_history.json                     collections the alias served, oldest first
       runs/<finished>-<id>.json                     one record per sync run (cost learning)
       traffic/shares.json                           retrieval shares written by recency
       recency/day=<date>/                           recency report tables
@@ -34,6 +35,14 @@ def shard_segment(shard: str) -> str:
 def shard_from_segment(segment: str) -> str:
     """The shard name a path segment stands for (inverse of `shard_segment`)."""
     return segment
+
+
+SERVED_HISTORY_FILE: tuple[str, ...] = ("index", "served_history.json")
+
+
+def collection_dir(collection: str) -> tuple[str, ...]:
+    """Everything the state holds for one collection."""
+    return ("collections", collection)
 
 
 def shards_dir(collection: str) -> tuple[str, ...]:
