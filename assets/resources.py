@@ -50,6 +50,7 @@ class FreshnessResource(dg.ConfigurableResource):
     qdrant_shard_number: int | None = None
     alias: str = 'chunks'
     upsert_batch: int = 1000
+    edge_folders: int = 16
     index_check_interval_minutes: float = 60.0
     # -- embedding
     model: str = DEFAULT_MODEL

@@ -77,6 +77,8 @@ class Settings:
                                               "4")
     alias: str = setting("chunks", "index", "the alias queries use", "chunks")
     upsert_batch: int = setting(1000, "index", "points per upsert/delete request", "1000")
+    edge_folders: int = setting(16, "index", "embedded index: new collections hash shards into "
+                                "this many edge folders (shard = payload filter)", "16")
     index_check_interval_minutes: float = setting(60.0, "index", "quiet shards re-read their "
                                                   "Qdrant ids this often", "60")
     # -- embedding
@@ -304,7 +306,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "max_doc_bytes": _positive, "lock_timeout_s": _positive, "qdrant_timeout_s": _positive,
     "qdrant_grpc_port": _positive, "qdrant_retries": _non_negative,
     "qdrant_backoff_s": _non_negative, "qdrant_replication_factor": _positive,
-    "qdrant_shard_number": _positive, "upsert_batch": _positive,
+    "qdrant_shard_number": _positive, "upsert_batch": _positive, "edge_folders": _positive,
     "index_check_interval_minutes": _non_negative, "batch_size": _positive,
     "embed_block_size": _positive, "chunk_tokens": _positive, "overlap_tokens": _overlap,
     "budget_gpu_seconds_per_day": _non_negative, "max_staleness_hours": _positive,

@@ -1,15 +1,23 @@
-"""Embedded Qdrant: Qdrant's own engine in-process (qdrant-edge), one folder per shard.
+"""Embedded Qdrant: Qdrant's own engine in-process (qdrant-edge), corpus shards in edge folders.
 
-Why one folder per shard: an edge shard is locked by the process that opens it, so runs of
-different shards write different folders in parallel, and a search holds each folder only for
-the milliseconds of one query. Writers open a folder only after embedding, for the write
-phase; readers and writers that find a folder busy retry with backoff until `lock_timeout_s`.
-Aliases live in `aliases.json`, replaced atomically, for blue/green model switches.
+An edge shard (a folder) is locked by the process that opens it and preallocates ~145 MiB
+(sparse: WAL segments, vector and payload pages), so one folder per corpus shard cannot hold
+10 k shards, and a search would open every one. New collections therefore hash corpus shards
+into a fixed number of folders (`edge_folders`, default 16) and keep the shard as an indexed
+payload field that reads, counts and searches filter on — the same model as the Qdrant server
+backend (one collection, shard as a tenant field). Runs of shards in different folders write in
+parallel; two in one folder take turns for their write phases. Collections created before this
+(no `folders` in collection.json) keep one folder per shard.
+
+Writers open a folder only after embedding, for the write phase; readers and writers that find
+a folder busy retry with backoff until `lock_timeout_s`. Aliases live in `aliases.json`,
+replaced atomically, for blue/green model switches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +40,7 @@ from freshness.util.faults import fault_point
 from freshness.util.shard_names import is_valid_shard_name
 
 SCROLL_PAGE = 10_000
+DEFAULT_FOLDERS = 16
 
 
 def _busy(exc: Exception) -> bool:
@@ -39,12 +48,25 @@ def _busy(exc: Exception) -> bool:
     return "WouldBlock" in text or "lock" in text.lower() or "already" in text.lower()
 
 
-class EdgeShardSession:
-    """Operations on one open edge shard."""
+def _shard_filter(shards: Sequence[str] | None):
+    """A payload filter on the `shard` field (None: no filter)."""
+    if not shards:
+        return None
+    from qdrant_edge import FieldCondition, Filter, MatchAny, MatchValue
 
-    def __init__(self, shard, upsert_batch: int = UPSERT_BATCH) -> None:
+    match = MatchValue(shards[0]) if len(shards) == 1 else MatchAny(list(shards))
+    return Filter(must=[FieldCondition(key="shard", match=match)])
+
+
+class EdgeShardSession:
+    """Operations on one corpus shard in an open edge folder (`shard` filters reads when the
+    folder holds several corpus shards)."""
+
+    def __init__(self, shard, upsert_batch: int = UPSERT_BATCH,
+                 corpus_shard: str | None = None) -> None:
         self._shard = shard
         self.upsert_batch = upsert_batch
+        self._filter = _shard_filter([corpus_shard] if corpus_shard else None)
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         from qdrant_edge import Point, UpdateOperation
@@ -75,8 +97,8 @@ class EdgeShardSession:
         offset = None
         while True:
             records, offset = self._shard.scroll(
-                ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=False,
-                              with_vector=False)
+                ScrollRequest(offset=offset, limit=SCROLL_PAGE, filter=self._filter,
+                              with_payload=False, with_vector=False)
             )
             ids.update(str(r.id) for r in records)
             if offset is None:
@@ -89,12 +111,12 @@ class EdgeShardSession:
                 found[str(record.id)] = dict(record.payload or {})
         return found
 
-    def query(self, vector: np.ndarray, limit: int) -> list[Hit]:
+    def query(self, vector: np.ndarray, limit: int, shard_filter=None) -> list[Hit]:
         from qdrant_edge import Query, QueryRequest
 
         points = self._shard.query(QueryRequest(
             limit=limit, query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            with_payload=True,
+            with_payload=True, filter=shard_filter if shard_filter is not None else self._filter,
         ))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
@@ -103,10 +125,12 @@ class EdgeIndex:
     """Collections as folders of edge shards under `root`."""
 
     def __init__(self, root: str | Path, lock_timeout_s: float = 120.0,
-                 upsert_batch: int = UPSERT_BATCH) -> None:
+                 upsert_batch: int = UPSERT_BATCH, folders: int = DEFAULT_FOLDERS) -> None:
         self.root = Path(root).absolute()
         self.lock_timeout_s = lock_timeout_s
         self.upsert_batch = upsert_batch
+        self.folders = folders
+        self._meta: dict[str, dict] = {}
 
     def _collection_dir(self, collection: str) -> Path:
         if not is_valid_shard_name(collection):
@@ -114,9 +138,28 @@ class EdgeIndex:
         return self.root / "collections" / collection
 
     def _shard_dir(self, collection: str, shard: str) -> Path:
+        """The edge folder holding a corpus shard: its hash bucket, or (older collections)
+        a folder of its own."""
         if not is_valid_shard_name(shard):
             raise StateError(f"unsafe shard name {shard!r}: refusing to touch the index")
-        return self._collection_dir(collection) / shard
+        folders = self._folders(collection)
+        if folders is None:
+            return self._collection_dir(collection) / shard
+        return self._collection_dir(collection) / _bucket(shard, folders)
+
+    def _folders(self, collection: str) -> int | None:
+        """How many folders the collection hashes shards into (None: one per shard)."""
+        if collection not in self._meta:
+            meta = self._collection_dir(collection) / "collection.json"
+            if not meta.exists():
+                return self.folders  # created with the current layout when first written
+            self._meta[collection] = json.loads(meta.read_text())
+        folders = self._meta[collection].get("folders")
+        return int(folders) if folders else None
+
+    def _session(self, handle, collection: str, shard: str) -> EdgeShardSession:
+        shared = self._folders(collection) is not None
+        return EdgeShardSession(handle, self.upsert_batch, shard if shared else None)
 
     def ensure_collection(self, collection: str, dim: int) -> None:
         meta = self._collection_dir(collection) / "collection.json"
@@ -129,7 +172,8 @@ class EdgeIndex:
                 )
             return
         meta.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(meta, json.dumps({"dim": dim}))
+        _atomic_write(meta, json.dumps({"dim": dim, "folders": self.folders}))
+        self._meta.pop(collection, None)
 
     def _dim(self, collection: str) -> int:
         meta = self._collection_dir(collection) / "collection.json"
@@ -177,7 +221,7 @@ class EdgeIndex:
         path = self._shard_dir(collection, shard)
         handle = self._open(path, self._dim(collection), True, self.lock_timeout_s)
         try:
-            yield EdgeShardSession(handle, self.upsert_batch)
+            yield self._session(handle, collection, shard)
             handle.flush()
         finally:
             handle.close()
@@ -188,11 +232,12 @@ class EdgeIndex:
         if handle is None:
             return set()
         try:
-            return EdgeShardSession(handle).point_ids()
+            return self._session(handle, collection, shard).point_ids()
         finally:
             handle.close()
 
-    def shard_names(self, collection: str) -> list[str]:
+    def folder_names(self, collection: str) -> list[str]:
+        """The edge folders of a collection (shard names in the one-folder-per-shard layout)."""
         folder = self._collection_dir(collection)
         if not folder.exists():
             return []
@@ -200,20 +245,30 @@ class EdgeIndex:
 
     def search(self, target: str, vector: np.ndarray, limit: int = 5,
                shards: Sequence[str] | None = None) -> SearchResult:
+        """Top hits over the collection (or some shards): one query per edge folder."""
         collection = self.resolve_alias(target) or target
+        if self._folders(collection) is None:  # one folder per shard: no filter needed
+            groups = {s: ([s], None) for s in shards or self.folder_names(collection)}
+        elif shards:
+            by_folder: dict[str, list[str]] = {}
+            for shard in shards:
+                by_folder.setdefault(self._shard_dir(collection, shard).name, []).append(shard)
+            groups = {f: (names, _shard_filter(names)) for f, names in by_folder.items()}
+        else:
+            groups = {f: ([f], None) for f in self.folder_names(collection)}
         hits: list[Hit] = []
         skipped: list[str] = []
-        for shard in shards or self.shard_names(collection):
+        for folder, (names, shard_filter) in groups.items():
             try:
-                handle = self._open(self._shard_dir(collection, shard), 0, False,
+                handle = self._open(self._collection_dir(collection) / folder, 0, False,
                                     min(self.lock_timeout_s, 10.0))
             except IndexBusyError:
-                skipped.append(shard)
+                skipped.extend(names)
                 continue
             if handle is None:
                 continue
             try:
-                hits.extend(EdgeShardSession(handle).query(vector, limit))
+                hits.extend(EdgeShardSession(handle).query(vector, limit, shard_filter))
             finally:
                 handle.close()
         return SearchResult(merge_hits(hits, limit), collection, skipped)
@@ -242,9 +297,16 @@ class EdgeIndex:
         if collection in self._aliases().values():
             raise StateError(f"collection {collection!r} is behind an alias: switch it first")
         shutil.rmtree(self._collection_dir(collection), ignore_errors=True)
+        self._meta.pop(collection, None)
 
     def close(self) -> None:
         """Nothing is held between operations."""
+
+
+def _bucket(shard: str, folders: int) -> str:
+    """The folder a shard hashes to (stable across processes and Python versions)."""
+    digest = int.from_bytes(hashlib.blake2b(shard.encode(), digest_size=8).digest(), "big")
+    return f"f{digest % folders:03d}"
 
 
 def _atomic_write(path: Path, text: str) -> None:
