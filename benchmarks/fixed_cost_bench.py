@@ -106,10 +106,12 @@ def run_fixed_cost(scratch: Path, docs: int, reps: int, model: str) -> dict:
     local = {**env, "FRESHNESS_STATE_ROOT": str(scratch / "state-local"),
              "FRESHNESS_INDEX_PATH": str(scratch / "qdrant-local")}
     server, url = _start_server(model, env)
+    served = Path(model).name if Path(model).is_dir() else model  # the id the server lists
     try:
         remote = {**env, "FRESHNESS_STATE_ROOT": str(scratch / "state-endpoint"),
                   "FRESHNESS_INDEX_PATH": str(scratch / "qdrant-endpoint"),
-                  "FRESHNESS_EMBEDDING_BACKEND": "endpoint", "FRESHNESS_EMBEDDING_URL": url}
+                  "FRESHNESS_EMBEDDING_BACKEND": "endpoint", "FRESHNESS_EMBEDDING_URL": url,
+                  "FRESHNESS_MODEL": served, "FRESHNESS_EMBEDDING_TOKENIZER": model}
         builds = {"in-process": _run_child(local)["wall"], "endpoint": _run_child(remote)["wall"]}
         runs: dict[str, list[dict]] = {"in-process": [], "endpoint": []}
         for rep in range(reps):

@@ -66,6 +66,7 @@ class EdgeShardSession:
                  corpus_shard: str | None = None) -> None:
         self._shard = shard
         self.upsert_batch = upsert_batch
+        self._corpus_shard = corpus_shard
         self._filter = _shard_filter([corpus_shard] if corpus_shard else None)
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
@@ -74,9 +75,15 @@ class EdgeShardSession:
         for batch in batched(points, self.upsert_batch):
             self._shard.update(UpdateOperation.upsert_points(
                 [Point(id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(),
-                       payload=p.payload) for p in batch]
+                       payload=self._owned(p.payload)) for p in batch]
             ))
             fault_point("partial_upsert")
+
+    def _owned(self, payload: dict) -> dict:
+        """A point written through a shard's session belongs to that shard (its filter)."""
+        if self._corpus_shard is None or payload.get("shard") == self._corpus_shard:
+            return payload
+        return {**payload, "shard": self._corpus_shard}
 
     def set_payload(self, updates: dict[str, dict]) -> None:
         from qdrant_edge import UpdateOperation
