@@ -15,9 +15,17 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 class Settings:
     """Where the corpus, the state and the index are, and how to chunk and embed."""
 
-    source_kind: str = "folder"  # folder | table | duckdb | replay
-    source_path: str | None = None  # folder, Parquet path/glob, or DuckDB file
-    source_table: str | None = None  # table name inside a DuckDB file
+    source_kind: str = "folder"  # folder | table | duckdb | replay | postgres | git
+    source_path: str | None = None  # folder/Parquet/DuckDB path or URI (s3://, gs://), git repo
+    source_table: str | None = None  # table name inside a DuckDB file or PostgreSQL database
+    # Sources (docs/sources.md): a PostgreSQL DSN (secret: never shown), a git ref and subfolder,
+    # comma-separated include/exclude globs for folder and git sources, folder levels per shard
+    source_dsn: str | None = None
+    source_ref: str | None = None
+    source_subdir: str | None = None
+    source_include: str | None = None
+    source_exclude: str | None = None
+    shard_depth: int = 1
     replay_snapshot: str | None = None
     replay_log: str | None = None
     replay_as_of_seq: int | None = None
@@ -73,6 +81,8 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         if shown["qdrant_api_key"]:
             shown["qdrant_api_key"] = "***"
+        if shown["source_dsn"]:
+            shown["source_dsn"] = "***"
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
