@@ -3,11 +3,10 @@
 import dagster as dg
 import pyarrow as pa
 
-from assets.alerts_resource import AlertsResource
 from assets.metadata import table
 from assets.resources import FreshnessResource
 from assets.shard_freshness import shard_freshness
-from freshness.alerts.staleness import Level, evaluate
+from freshness.alerts.staleness import Level, SlaConfig, evaluate
 from freshness.integrity.reconcile import reconcile
 from freshness.policy.cadence import traffic_shares
 from freshness.state.status import shard_status
@@ -19,11 +18,10 @@ SEVERITY = {Level.WARN: dg.AssetCheckSeverity.WARN, Level.ERROR: dg.AssetCheckSe
 @dg.asset_check(asset=shard_freshness, name="shards_within_sla",
                 description="Every shard's oldest pending change is within its SLA "
                             "(WARN past the warn fraction, ERROR past the SLA).")
-def shards_within_sla(freshness: FreshnessResource,
-                      alerts: AlertsResource) -> dg.AssetCheckResult:
+def shards_within_sla(freshness: FreshnessResource) -> dg.AssetCheckResult:
     rt = freshness.runtime()
-    sla_hours = rt.settings.max_staleness_hours
-    results = evaluate(shard_status(rt.shard_state()), alerts.sla(sla_hours), utc_now(),
+    results = evaluate(shard_status(rt.shard_state()), SlaConfig.from_settings(rt.settings),
+                       utc_now(),
                        traffic_shares(rt.store))
     worst = max((r.level for r in results), default=Level.OK)
     rows = pa.Table.from_pylist([

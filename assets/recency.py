@@ -2,7 +2,6 @@
 
 import base64
 import io
-import os
 
 import dagster as dg
 import pyarrow as pa
@@ -10,6 +9,7 @@ import pyarrow as pa
 from assets.metadata import clean, table
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
+from freshness.config import Settings
 from freshness.recency.report import RecencyReport, write_day
 from freshness.state import layout
 
@@ -19,7 +19,7 @@ request_logs = dg.AssetSpec(
     "request_logs",
     group_name="freshness",
     description="Request logs written by the serving application (native JSONL/Parquet or "
-                "OpenInference / OTel GenAI spans); read from the request_logs resource path.",
+                "OpenInference / OTel GenAI spans), read from FRESHNESS_REQUEST_LOGS_PATH.",
     kinds={"jsonl"},
 )
 
@@ -29,22 +29,13 @@ _SHARD_COLUMNS = ("key", "retrievals", "traffic_share", "stale_retrievals", "sta
                   "embedding_lag_p99_seconds")
 
 
-class RequestLogsResource(dg.ConfigurableResource):
-    """Where request logs are: a file, folder or glob; `{date}` becomes the partition day."""
-
-    request_logs_path: str | None = None
-
-    def path_for(self, day: str) -> str:
-        """The logs of one day (YYYY-MM-DD), or a Failure that says how to configure them."""
-        if not self.request_logs_path:
-            raise dg.Failure(description="request_logs_path is not set: set "
-                             "FRESHNESS_REQUEST_LOGS_PATH or configure the request_logs resource")
-        return self.request_logs_path.replace("{date}", day)
-
-    @classmethod
-    def from_env(cls) -> "RequestLogsResource":
-        """The path from FRESHNESS_REQUEST_LOGS_PATH (unset: recency fails with that hint)."""
-        return cls(request_logs_path=os.getenv("FRESHNESS_REQUEST_LOGS_PATH") or None)
+def request_logs_for_day(settings: Settings, day: str) -> str:
+    """The request logs of one day (YYYY-MM-DD), or a Failure that says how to configure them."""
+    if not settings.request_logs_path:
+        raise dg.Failure(description="request_logs_path is not set: set "
+                         "FRESHNESS_REQUEST_LOGS_PATH or the freshness resource's "
+                         "request_logs_path")
+    return settings.request_logs_path.replace("{date}", day)
 
 
 def histogram_png(report: RecencyReport) -> bytes:
@@ -92,13 +83,14 @@ def _markdown(report: RecencyReport) -> str:
           request_logs],
     kinds={"duckdb", "parquet"},
 )
-def recency(context: dg.AssetExecutionContext, freshness: FreshnessResource,
-            request_logs: RequestLogsResource) -> dg.MaterializeResult:
+def recency(context: dg.AssetExecutionContext,
+            freshness: FreshnessResource) -> dg.MaterializeResult:
     """Age and staleness of the chunks retrieved each day, per shard, with traffic weights."""
     rt = freshness.runtime()
     window = context.partition_time_window
     report, ingest, folder = write_day(rt.store, rt.shard_state(),
-                                       request_logs.path_for(context.partition_key),
+                                       request_logs_for_day(rt.settings,
+                                                            context.partition_key),
                                        window.start, window.end)
     counts, overall = report.counts, report.scope("all")[0]
     if ingest.quarantine_path:

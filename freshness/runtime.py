@@ -31,10 +31,12 @@ def build_index(settings: Settings) -> VectorIndex:
                            grpc_port=settings.qdrant_grpc_port, retries=settings.qdrant_retries,
                            backoff_s=settings.qdrant_backoff_s,
                            replication_factor=settings.qdrant_replication_factor,
-                           shard_number=settings.qdrant_shard_number)
+                           shard_number=settings.qdrant_shard_number,
+                           upsert_batch=settings.upsert_batch)
     from freshness.index.edge import EdgeIndex
 
-    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s)
+    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s,
+                     upsert_batch=settings.upsert_batch)
 
 
 class Runtime:
@@ -77,7 +79,8 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder(self.model_spec, self.settings.device, self.settings.batch_size)
+        return Embedder(self.model_spec, self.settings.device, self.settings.batch_size,
+                        self.settings.embed_block_size)
 
     @property
     def collection(self) -> str:

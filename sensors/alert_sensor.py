@@ -10,12 +10,11 @@ from dataclasses import asdict
 
 import dagster as dg
 
-from assets.alerts_resource import AlertsResource
 from assets.resources import FreshnessResource
 from freshness.alerts.incidents import Notification, step
 from freshness.alerts.metrics import write_textfile
-from freshness.alerts.sinks import deliver
-from freshness.alerts.staleness import evaluate
+from freshness.alerts.sinks import build_sinks, deliver
+from freshness.alerts.staleness import SlaConfig, evaluate
 from freshness.policy.cadence import traffic_shares
 from freshness.state.rate_history import RateHistory
 from freshness.state.status import shard_status
@@ -49,25 +48,26 @@ def _spikes(rt, seen: dict) -> tuple[list[Notification], dict]:
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Alerts when a shard's pending changes exceed its SLA, on escalation, "
                        "after a cooldown, and when it is fresh again; also change-rate spikes.")
-def staleness_alert_sensor(context: dg.SensorEvaluationContext, freshness: FreshnessResource,
-                           alerts: AlertsResource) -> dg.SkipReason:
+def staleness_alert_sensor(context: dg.SensorEvaluationContext,
+                           freshness: FreshnessResource) -> dg.SkipReason:
     rt, now = freshness.runtime(), utc_now()
+    settings = rt.settings
     cursor = json.loads(context.cursor) if context.cursor else {}
     evaluations = evaluate(shard_status(rt.shard_state(), now),
-                           alerts.sla(rt.settings.max_staleness_hours), now,
+                           SlaConfig.from_settings(settings), now,
                            traffic_shares(rt.store))
     incidents, notifications = step(cursor.get("incidents", {}), evaluations, now,
-                                    alerts.cooldown_hours * 3600, alerts.ui_url)
+                                    settings.alert_cooldown_hours * 3600, settings.ui_url)
     spikes, seen = _spikes(rt, cursor.get("spikes", {}))
-    sinks = {s.name: s for s in alerts.sinks(context.log)}
+    sinks = {s.name: s for s in build_sinks(settings, context.log)}
     retry = [(o["sink"], Notification(**o["notification"])) for o in cursor.get("outbox", [])]
     failed = []
     for sink_name, n in retry:
         if sink_name in sinks:
             failed += deliver([sinks[sink_name]], [n])
     failed += deliver(list(sinks.values()), notifications + spikes)
-    if alerts.metrics_textfile:
-        write_textfile(evaluations, now, alerts.metrics_textfile)
+    if settings.metrics_textfile:
+        write_textfile(evaluations, now, settings.metrics_textfile)
     context.update_cursor(json.dumps({
         "incidents": incidents, "spikes": seen,
         "outbox": [{"sink": s, "notification": asdict(n)} for s, n in failed][-MAX_OUTBOX:],

@@ -5,13 +5,13 @@ doc of the synthetic demo corpus and rewrites today's synthetic request log, so 
 the alerts and the recency histogram have something to show. Never use it on real data.
 """
 
-import os
 from datetime import datetime, time, timezone
 
 import dagster as dg
 
-from assets.recency import RequestLogsResource
+from assets.recency import request_logs_for_day
 from assets.resources import FreshnessResource
+from freshness.config import Settings
 from freshness.demo.corpus import mutate
 from freshness.demo.logs import write_demo_logs
 from freshness.errors import FreshnessError
@@ -19,23 +19,24 @@ from freshness.util.timeutil import utc_now
 
 
 def churn_interval_seconds() -> int | None:
-    value = os.getenv("FRESHNESS_DEMO_CHURN_SECONDS")
-    return int(value) if value else None
+    """FRESHNESS_DEMO_CHURN_SECONDS: the demo sensor exists only when it is set."""
+    return Settings.from_env().demo_churn_seconds
 
 
 @dg.sensor(minimum_interval_seconds=churn_interval_seconds() or 120,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="DEMO: edits one synthetic doc per tick and writes synthetic request logs.")
-def demo_churn_sensor(context: dg.SensorEvaluationContext, freshness: FreshnessResource,
-                      request_logs: RequestLogsResource) -> dg.SkipReason:
+def demo_churn_sensor(context: dg.SensorEvaluationContext,
+                      freshness: FreshnessResource) -> dg.SkipReason:
     rt = freshness.runtime()
     touched = mutate(rt.settings.source_path, edits=1)
     logs = 0
-    if request_logs.request_logs_path:
+    if rt.settings.request_logs_path:
         now = utc_now()
         start = datetime.combine(now.date(), time(), tzinfo=timezone.utc)
         try:
-            logs = write_demo_logs(rt.shard_state(), request_logs.path_for(str(now.date())),
+            path = request_logs_for_day(rt.settings, str(now.date()))
+            logs = write_demo_logs(rt.shard_state(), path,
                                    n_requests=500, start=start, end=now)
         except FreshnessError as exc:  # nothing indexed yet
             context.log.info("no demo logs yet: %s", exc)

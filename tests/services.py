@@ -87,5 +87,6 @@ def postgres_url() -> Iterator[str | None]:
     try:
         yield env["FRESHNESS_TEST_PG_URL"].replace("postgresql+psycopg2://", "postgresql://")
     finally:
-        subprocess.run([str(REPO_ROOT / "deploy/ci/stop_postgres.sh"), env["FRESHNESS_TEST_PG_DIR"]],
-                       env={**os.environ, **env}, capture_output=True, timeout=120)
+        stop = REPO_ROOT / "deploy/ci/stop_postgres.sh"
+        subprocess.run([str(stop), env["FRESHNESS_TEST_PG_DIR"]], env={**os.environ, **env},
+                       capture_output=True, timeout=120)

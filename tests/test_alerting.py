@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 
 import sensors.alert_sensor as alert_sensor_module
-from assets.alerts_resource import AlertsResource
 from assets.resources import FreshnessResource
 from freshness.alerts.incidents import step
 from freshness.alerts.metrics import write_textfile
@@ -133,10 +132,11 @@ def test_sensor_alerts_once_survives_restart_and_retries_a_failing_sink(
     monkeypatch.setattr(alert_sensor_module, "utc_now", lambda: clock["now"])
 
     def tick(url: str, cursor: str | None):
-        alerts = AlertsResource(sla_hours=1.0, webhook_url=url, sink_retries=1,
-                                sink_backoff_s=0.01, ui_url="http://dagster:3000")
-        context = dg.build_sensor_context(cursor=cursor, resources={
-            "freshness": freshness, "alerts": alerts})
+        configured = FreshnessResource(**{
+            **freshness.model_dump(), "max_staleness_hours": 1.0, "alert_webhook_url": url,
+            "alert_sink_retries": 1, "alert_sink_backoff_s": 0.01,
+            "ui_url": "http://dagster:3000"})
+        context = dg.build_sensor_context(cursor=cursor, resources={"freshness": configured})
         staleness_alert_sensor(context)
         return context.cursor
 
@@ -156,9 +156,11 @@ def test_sla_check_reports_each_shard_with_severity(corpus, tmp_path):
     freshness = FreshnessResource(source_path=str(corpus), state_root=str(tmp_path / "state"),
                                   index_path=str(tmp_path / "qdrant"), device="cpu")
     pending_edit(freshness.runtime(), corpus)
-    relaxed = shards_within_sla(freshness, AlertsResource(sla_hours=24.0))
+    relaxed = shards_within_sla(FreshnessResource(**{**freshness.model_dump(),
+                                                     "max_staleness_hours": 24.0}))
     assert relaxed.passed
-    strict = shards_within_sla(freshness, AlertsResource(sla_hours=1e-9))
+    strict = shards_within_sla(FreshnessResource(**{**freshness.model_dump(),
+                                                    "max_staleness_hours": 1e-9}))
     assert not strict.passed and strict.severity == dg.AssetCheckSeverity.ERROR
     assert strict.metadata["stale_shards"].value == ["alpha"]
     rows = {r.data["shard"]: r.data for r in strict.metadata["shards"].value.records}

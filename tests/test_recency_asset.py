@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from assets.recency import RequestLogsResource, recency, request_logs
+from assets.recency import recency, request_logs
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from assets.source_changes import source_changes
@@ -51,8 +51,8 @@ def resources(tmp_path) -> dict:
         [(1, OLD, "chat"), (3, OLD, "chat"), (6, NEW, "search"), (7, OTHER, "chat"),
          (30, NEW, "chat")])]  # the last one is the next day: outside this partition
     logs.write_text("\n".join(json.dumps(line) for line in lines) + "\n{broken\n")
-    return {"freshness": freshness, "request_logs": RequestLogsResource(
-        request_logs_path=str(tmp_path / "logs" / "{date}.jsonl"))}
+    return {"freshness": FreshnessResource(**{
+        **freshness.model_dump(), "request_logs_path": str(tmp_path / "logs" / "{date}.jsonl")})}
 
 
 def test_recency_materializes_a_day_with_metadata_and_parquet(resources, tmp_path):
@@ -84,7 +84,8 @@ def test_recency_materializes_a_day_with_metadata_and_parquet(resources, tmp_pat
 
 
 def test_unset_logs_path_fails_with_the_fix(resources):
-    resources["request_logs"] = RequestLogsResource()
+    resources["freshness"] = FreshnessResource(**{**resources["freshness"].model_dump(),
+                                                  "request_logs_path": None})
     with pytest.raises(dg.Failure, match="FRESHNESS_REQUEST_LOGS_PATH"):
         dg.materialize([recency], partition_key="2026-01-01", resources=resources,
                        instance=dg.DagsterInstance.ephemeral())
@@ -93,7 +94,7 @@ def test_unset_logs_path_fails_with_the_fix(resources):
 def test_definitions_with_recency_load():
     defs = dg.Definitions(
         assets=[source_changes, shard_embeddings, request_logs, recency],
-        resources={"freshness": FreshnessResource(), "request_logs": RequestLogsResource()})
+        resources={"freshness": FreshnessResource()})
     dg.Definitions.validate_loadable(defs)
     spec = defs.get_assets_def("recency")
     assert spec.partitions_def.start == datetime(2025, 1, 1, tzinfo=timezone.utc)

@@ -1,10 +1,10 @@
-"""Per-shard freshness gauges for Prometheus: a node-exporter text file or a tiny endpoint."""
+"""Per-shard freshness gauges for Prometheus, written for the node exporter's textfile collector."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Gauge, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from freshness.alerts.staleness import ShardStaleness
 
@@ -42,7 +42,3 @@ def write_textfile(evaluations: list[ShardStaleness], now: datetime, path: str) 
     """Write the gauges for the node exporter's textfile collector (atomic rename)."""
     write_to_textfile(path, registry_for(evaluations, now))
 
-
-def serve(port: int, registry: CollectorRegistry) -> None:
-    """Expose a registry on http://0.0.0.0:port/metrics (background thread)."""
-    start_http_server(port, registry=registry)

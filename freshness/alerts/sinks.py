@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from freshness.alerts.incidents import Notification
+from freshness.config import Settings
 from freshness.errors import FreshnessError
 
 log = logging.getLogger("freshness.alerts")
@@ -88,3 +89,13 @@ def deliver(sinks: list, notifications: list[Notification]) -> list[tuple[str, N
                 log.error("alert %s for shard %s not delivered: %s", n.kind, n.shard, exc)
                 failed.append((sink.name, n))
     return failed
+
+
+def build_sinks(settings: Settings, logger=None) -> list:
+    """The Dagster/Python log, plus the Slack and JSON webhooks that settings name."""
+    sinks: list = [LogSink(logger)]
+    for url, slack in ((settings.slack_webhook_url, True), (settings.alert_webhook_url, False)):
+        if url:
+            sinks.append(WebhookSink(url, slack, settings.alert_sink_retries,
+                                     settings.alert_sink_backoff_s))
+    return sinks

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import IntEnum
 
 import pyarrow as pa
 
+from freshness.config import Settings
 from freshness.util.timeutil import as_utc, iso
+
+DEFAULT_SLA_HOURS = 24.0  # alerts' SLA when max_staleness_hours is unset
 
 
 class Level(IntEnum):
@@ -22,21 +24,20 @@ class Level(IntEnum):
 class SlaConfig:
     """How long a source change may wait before its shard is stale."""
 
-    sla_hours: float = 24.0
+    sla_hours: float = DEFAULT_SLA_HOURS
     warn_fraction: float = 0.5  # WARN once this share of the SLA has passed
-    max_embed_age_hours: float | None = None  # ERROR if changes wait and no embed for this long
     per_shard_hours: dict[str, float] = field(default_factory=dict)
 
     def sla_seconds(self, shard: str) -> float:
         return self.per_shard_hours.get(shard, self.sla_hours) * 3600
 
     @classmethod
-    def from_settings(cls, sla_hours: float | None, per_shard_json: str | None = None,
-                      warn_fraction: float = 0.5) -> SlaConfig:
-        """SLA from settings; `per_shard_json` is e.g. '{"linux": 6, "osx": 48}' (hours)."""
-        per_shard = json.loads(per_shard_json) if per_shard_json else {}
-        return cls(sla_hours or 24.0, warn_fraction, None,
-                   {k: float(v) for k, v in per_shard.items()})
+    def from_settings(cls, settings: Settings) -> SlaConfig:
+        """The SLA the policy plans with (`max_staleness_hours`, 24 h when unset), per-shard
+        overrides (`per_shard_sla_hours`) and the WARN fraction."""
+        return cls(settings.max_staleness_hours or DEFAULT_SLA_HOURS,
+                   settings.alert_warn_fraction,
+                   {k: float(v) for k, v in settings.per_shard_sla().items()})
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,6 @@ def evaluate(status: pa.Table, config: SlaConfig, now: datetime,
         elif age >= config.warn_fraction * sla:
             level, reason = Level.WARN, f"oldest pending change waited {age / 3600:.2f} h, " \
                 f"over {config.warn_fraction:.0%} of the {sla / 3600:.2f} h SLA"
-        if (config.max_embed_age_hours and row["pending_docs"] and embedded
-                and (now - embedded).total_seconds() >= config.max_embed_age_hours * 3600):
-            level, reason = Level.ERROR, f"changes pending and last embed was " \
-                f"{(now - embedded).total_seconds() / 3600:.2f} h ago"
         result.append(ShardStaleness(shard, level, reason, int(row["pending_docs"]), age, sla,
                                      embedded, (shares or {}).get(shard)))
     return result

@@ -19,7 +19,7 @@ from freshness.util.faults import fault_point
 ProgressFn = Callable[[int, int, float], None]
 _MODELS: dict[tuple, object] = {}
 _LOCK = threading.Lock()
-BLOCK_SIZE = int(os.environ.get("FRESHNESS_EMBED_BLOCK_SIZE", "2048"))  # tests: small
+BLOCK_SIZE = 2048  # chunks per encode call (Settings.embed_block_size)
 
 
 def resolve_device(requested: str = "auto") -> str:

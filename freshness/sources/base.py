@@ -35,11 +35,17 @@ DOCS_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class Skip:
-    """A document (or shard) left out of this scan, with the reason and the fix."""
+    """A document (or shard) left out of this scan, with the reason and the fix.
+
+    `keep_indexed`: the doc's indexed version stays served (it could not be read this time);
+    False for entries refused for good (outside the root, not a regular file), which leave
+    the index like deleted docs.
+    """
 
     doc_id: str
     shard: str | None
     reason: str
+    keep_indexed: bool = True
 
 
 @dataclass
@@ -64,7 +70,7 @@ class Listing:
     @property
     def skipped_doc_ids(self) -> set[str]:
         """Ids that must be left as indexed: they were seen but could not be read."""
-        return {s.doc_id for s in self.skips}
+        return {s.doc_id for s in self.skips if s.keep_indexed}
 
 
 class ListingCache(Protocol):

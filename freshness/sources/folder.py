@@ -40,6 +40,7 @@ from freshness.sources.base import (
 )
 from freshness.util.hashing import doc_hash
 from freshness.util.shard_names import shard_name_problem
+from freshness.util.text import is_blank, printable_name, strip_bom, valid_utf8_name
 from freshness.util.timeutil import utc_now
 
 DEFAULT_PATTERNS = ("*.md", "*.markdown", "*.txt", "*.rst")
@@ -48,6 +49,9 @@ DEFAULT_MAX_DOC_BYTES = 2_000_000
 CACHE_SCHEMA = pa.schema([("doc_id", pa.string()), ("token", pa.string()),
                           ("doc_hash", pa.string()), ("reason", pa.string())])
 EXCLUDE_HINT = "exclude it with FRESHNESS_SOURCE_EXCLUDE (--exclude), e.g. '*.bin'"
+LINKED_FOLDER = ("symlinked folder: not followed (it may lead outside the source root); "
+                 "move or copy the files into the source folder")
+BAD_NAME = "file name is not valid UTF-8: rename it (e.g. convmv -f latin1 -t utf8)"
 # A file hashed within this many seconds of its mtime may be rewritten with the same size in
 # the same mtime tick (1 s on object stores and some filesystems): its hash is not trusted by
 # the next listing (git's "racy clean" rule). Covers modest clock skew to an object store.
@@ -179,42 +183,55 @@ class FolderSource(Source):
         return entries, []
 
     def _scan_local(self, prefix: str, recursive: bool) -> tuple[list[FileEntry], list[Skip]]:
+        """os.walk without following folder links (each reported); files via `_stat_local`."""
         top = os.path.join(self.base, prefix) if prefix else self.base
         entries: list[FileEntry] = []
         skips: list[Skip] = []
-        for folder, dirs, files in os.walk(top):
+        for folder, dirs, files in os.walk(top, followlinks=False):
             rel_folder = os.path.relpath(folder, self.base)
             rel_folder = "" if rel_folder == "." else rel_folder.replace(os.sep, "/")
-            dirs[:] = sorted(d for d in dirs if recursive and not d.startswith("."))
+            kept = []
+            for name in sorted(dirs):
+                rel = f"{rel_folder}/{name}" if rel_folder else name
+                if name.startswith("."):
+                    continue
+                if os.path.islink(os.path.join(folder, name)):
+                    skips.append(Skip(printable_name(rel) + "/", None, LINKED_FOLDER,
+                                      keep_indexed=False))
+                elif recursive:
+                    kept.append(name)
+            dirs[:] = kept
             for name in sorted(files):
                 doc_id = f"{rel_folder}/{name}" if rel_folder else name
                 if not self._wanted(doc_id):
                     continue
-                entry, reason = self._stat_local(os.path.join(folder, name), doc_id)
-                if reason:
-                    safe_id = doc_id.encode("utf-8", "backslashreplace").decode()
-                    skips.append(Skip(safe_id, None, reason))
+                entry, refusal = self._stat_local(doc_id)
+                if refusal:
+                    skips.append(refusal)
                 elif entry:
                     entries.append(entry)
             if not recursive:
                 break
         return entries, skips
 
-    @staticmethod
-    def _stat_local(path: str, doc_id: str) -> tuple[FileEntry | None, str | None]:
+    def _stat_local(self, doc_id: str) -> tuple[FileEntry | None, Skip | None]:
+        """A local file's entry (a link followed only when it resolves inside the root), or
+        the refusal of one never to be opened (bad name, outside the root, not regular)."""
+        if not valid_utf8_name(doc_id):
+            return None, Skip(printable_name(doc_id), None, BAD_NAME, keep_indexed=False)
+        real = os.path.realpath(os.path.join(self.base, doc_id))
+        root = os.path.realpath(self.base)
+        if os.path.commonpath([real, root]) != root:
+            return None, Skip(doc_id, None, (
+                f"symlink points outside the source root ({printable_name(real)}): not "
+                "followed; copy the file into the source folder to index it"), False)
         try:
-            doc_id.encode("utf-8")
-        except UnicodeEncodeError:
-            return None, "file name is not UTF-8: rename it (doc ids must be UTF-8 text)"
-        try:
-            info = os.lstat(path)
+            info = os.stat(real)
         except OSError:
             return None, None  # vanished while listing: the next scan sees it
-        if stat.S_ISLNK(info.st_mode):
-            return None, ("symbolic link: not followed (it could lead outside the source "
-                          "root); copy the file in or point the source at its target")
         if not stat.S_ISREG(info.st_mode):
-            return None, f"not a regular file (a pipe, socket or device): {EXCLUDE_HINT}"
+            return None, Skip(doc_id, None, "not a regular file (FIFO, socket, device or "
+                              f"folder): never opened; {EXCLUDE_HINT}", False)
         token = f"{info.st_size}-{info.st_mtime_ns}-{info.st_ino}"
         return FileEntry(doc_id, info.st_size, info.st_mtime_ns, token), None
 
@@ -225,8 +242,11 @@ class FolderSource(Source):
 
     def _shard_files(self, shard: str) -> tuple[list[FileEntry], list[Skip]] | None:
         """The shard's files, or None when its folder is gone (listing incomplete)."""
-        if shard == ROOT_SHARD:
+        if shard == ROOT_SHARD:  # files in the root and in a `default/` folder
             entries, skips = self._scan("", recursive=False)
+            has_folder = not self.local or os.path.isdir(os.path.join(self.base, ROOT_SHARD))
+            more, more_skips = self._scan(ROOT_SHARD) if has_folder else ([], [])
+            entries, skips = entries + more, skips + more_skips
         else:
             nested = shard.count("/") + 1 < self.shard_depth  # files directly in this folder
             if self.local and not os.path.isdir(os.path.join(self.base, shard)):
@@ -241,15 +261,18 @@ class FolderSource(Source):
 
     def discover(self) -> Discovery:
         self._require_root()
-        entries, _ = self._scan()
+        entries, refused = self._scan()
         shards: list[str] = []
         skips: list[Skip] = []
         for shard in sorted({self.shard_of(e.doc_id) for e in entries}):
             problem = shard_name_problem(shard)
             if problem:
-                skips.append(Skip(doc_id=f"{shard}/", shard=None, reason=problem))
+                skips.append(Skip(doc_id=f"{printable_name(shard)}/", shard=None,
+                                  reason=problem))
             else:
                 shards.append(shard)
+        # refusals outside any listed shard (a linked shard folder) are reported here
+        skips += [s for s in refused if self.shard_of(s.doc_id) not in shards]
         return Discovery(shards=shards, skips=skips)
 
     def refresh(self) -> None:
@@ -288,7 +311,7 @@ class FolderSource(Source):
             # that nothing is deleted on the strength of it.
             return Listing(shard, LISTING_SCHEMA.empty_table(), scanned_at, complete=False)
         entries, skips = found
-        skips = [Skip(s.doc_id, shard, s.reason) for s in skips]
+        skips = [Skip(s.doc_id, shard, s.reason, s.keep_indexed) for s in skips]
         previous, current = self._previous(shard), {}
         ids, hashes, times = [], [], []
         notes: Counter = Counter()
@@ -330,7 +353,7 @@ class FolderSource(Source):
                                                        for p in doc_id.split("/")):
             return None
         if self.local:
-            entry, _ = self._stat_local(os.path.join(self.base, doc_id), doc_id)
+            entry, _ = self._stat_local(doc_id)
             return entry
         try:
             info = self.fs.get_file_info(f"{self.base}/{doc_id}")
@@ -346,10 +369,11 @@ class FolderSource(Source):
         if not self.local:
             with self.fs.open_input_stream(path) as src:
                 return src.read()
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+        real = os.path.realpath(path)  # `_stat_local` checked it lies inside the root
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as src:
-            if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-                raise OSError(0, "not a regular file")
+            if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):  # swapped in after the stat
+                raise OSError(0, "not a regular file: never read")
             return src.read(self.max_doc_bytes + 1)
 
     def _load(self, entry: FileEntry) -> tuple[str | None, str | None]:
@@ -370,11 +394,11 @@ class FolderSource(Source):
         if b"\x00" in raw:
             return None, f"binary file (contains NUL bytes): {EXCLUDE_HINT}"
         try:
-            text = raw.decode("utf-8")
+            text = strip_bom(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
             return None, f"not UTF-8 text (bad byte at offset {exc.start}): re-encode it as UTF-8"
-        if not text.strip():
-            return None, "empty document: nothing to embed"
+        if is_blank(text):
+            return None, "empty document (only whitespace or zero-width characters)"
         return text, None
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
