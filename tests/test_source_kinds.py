@@ -160,7 +160,7 @@ class BareGit(Corpus):
         self._git("clone", "-q", str(self.bare), str(self.work), cwd=tmp)
         self._git("checkout", "-q", "-b", "main")
         self.folder = LocalFolder(self.work / "docs")
-        self.folder.write("README.md", "Not part of the corpus: outside --subdir.")
+        (self.work / "README.md").write_text("Not part of the corpus: outside --subdir.")
 
     def _git(self, *args: str, cwd: Path | None = None) -> str:
         env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -295,26 +295,42 @@ def run_lifecycle(corpus: Corpus, make_runtime, **settings):
     corpus.publish()
     removed = sync(rt)
     assert removed.ok and "reference/cpp" not in rt.source.discover().shards
-    assert_retired(rt, "reference/cpp")
 
     for doc_id, text in {**DOCS, "reference/spl/search.md": P_SAND}.items():  # what it holds
         if doc_id.startswith("reference/cpp") or doc_id.endswith("stats.md"):
             continue
         assert top_doc(rt, text[:200])["doc_id"] == doc_id
-    return rt
+    return rt  # each test ends with assert_retired(rt, "reference/cpp")
+
+
+class ShardNotRetired(AssertionError):
+    """A shard removed from the source still has points in the index."""
+
+
+# Shard retirement (a shard gone from a complete discovery is retired by sync) is built by the
+# truth helper (issue 13). Until it is on main only this assertion may fail: `raises=` keeps
+# every other failure a failure, and `strict` turns the test red once retirement works, so
+# the marker is removed then.
+AWAITS_RETIREMENT = pytest.mark.xfail(raises=ShardNotRetired, strict=True,
+                                      reason="shard retirement in sync lands with issue 13")
 
 
 def assert_retired(rt, shard: str) -> None:
     """A shard gone from the source has no points left in the index."""
-    assert rt.index.shard_point_ids(rt.collection, shard) == set()
+    left = rt.index.shard_point_ids(rt.collection, shard)
+    if left:
+        raise ShardNotRetired(f"{len(left)} points of removed shard {shard!r} still indexed")
 
 
 # -- one test per kind ---------------------------------------------------------------------
 
+@AWAITS_RETIREMENT
 def test_local_folder(tmp_path, make_runtime):
-    run_lifecycle(LocalFolder(tmp_path / "corpus"), make_runtime)
+    rt = run_lifecycle(LocalFolder(tmp_path / "corpus"), make_runtime)
+    assert_retired(rt, "reference/cpp")
 
 
+@AWAITS_RETIREMENT
 def test_folder_and_state_root_on_s3(s3, make_runtime):
     fs, bucket = s3
     rt = run_lifecycle(S3Folder(fs, bucket), make_runtime,
@@ -324,22 +340,28 @@ def test_folder_and_state_root_on_s3(s3, make_runtime):
     assert {"manifest.json", "listing_cache.parquet"} <= names  # the state lives in S3
     assert any("reference%2Fspl" in i.path for i in listed)  # nested name, one segment
     assert rt.store.uri.startswith("s3://")
+    assert_retired(rt, "reference/cpp")
 
 
+@AWAITS_RETIREMENT
 def test_parquet_table_on_s3(s3, make_runtime):
-    run_lifecycle(S3Table(*s3), make_runtime)
+    rt = run_lifecycle(S3Table(*s3), make_runtime)
+    assert_retired(rt, "reference/cpp")
 
 
+@AWAITS_RETIREMENT
 @pytest.mark.postgres
 def test_postgres_table(pg_dsn, make_runtime):
     rt = run_lifecycle(PostgresTable(pg_dsn), make_runtime)
     assert top_doc(rt, "lighthouse keepers")["source"] == {"owner": "docs-team"}
+    assert_retired(rt, "reference/cpp")
 
 
+@AWAITS_RETIREMENT
 def test_bare_git_repository(tmp_path, make_runtime):
     corpus = BareGit(tmp_path)
     rt = run_lifecycle(corpus, make_runtime)
     hit = top_doc(rt, "camels crossing sand dunes to an oasis")
     assert hit["source"]["commit"] and len(hit["source"]["commit"]) == 40  # lineage: commit
-    assert "README.md" not in {d for s in rt.source.discover().shards
-                               for d in rt.source.listing(s).docs["doc_id"].to_pylist()}
+    assert "default" not in rt.source.discover().shards  # README.md is outside --subdir
+    assert_retired(rt, "reference/cpp")

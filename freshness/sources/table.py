@@ -10,6 +10,7 @@ import glob
 import os
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -23,7 +24,7 @@ import pyarrow.fs as pafs
 
 from freshness.errors import SourceError
 from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip, Source
-from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES, open_root
+from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES, RACY_WINDOW_S, open_root
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import utc_now
 
@@ -81,7 +82,7 @@ class TableSource(Source):
 
     @classmethod
     def _from_remote_parquet(cls, uri: str, **kwargs) -> TableSource:
-        fs, base = open_root(uri)
+        fs, base, _ = open_root(uri)
         try:
             kind = fs.get_file_info(base).type
         except OSError as exc:
@@ -137,8 +138,12 @@ class TableSource(Source):
         else:
             infos = [info]
         stats = tuple(sorted((i.path, i.size, i.mtime_ns) for i in infos))
+        newest = max((m for _, _, m in stats), default=0)
+        if newest >= time.time_ns() - int(RACY_WINDOW_S * 1e9):
+            stats += (("racy", self._scan_epoch, 0),)  # rewritten within a tick: rescan per scan
         if stats != self._remote_seen:
-            dataset = pads.dataset([p for p, _, _ in stats], filesystem=fs, format="parquet")
+            paths = [p for p, _, _ in stats if p != "racy"]
+            dataset = pads.dataset(paths, filesystem=fs, format="parquet")
             self._con.register("source_dataset", dataset)
             self._remote_seen = stats
         return stats
@@ -183,6 +188,7 @@ class TableSource(Source):
             self._relation_version += 1
 
     def _query(self, sql: str, params: list | None = None) -> pa.Table:
+        self._fingerprint()  # an object store's files may have moved: scan the current ones
         with self._lock:
             try:
                 return self._con.sql(sql, params=params or None).to_arrow_table()
@@ -349,7 +355,7 @@ class TableSource(Source):
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         wanted = pa.table({"doc_id": pa.array(list(doc_ids), pa.string())})
-        self._ensure_doc_copies()
+        self._ensure_doc_copies()  # (also re-registers moved objects of a remote source)
         with self._lock:
             self._con.register("wanted_ids", wanted)
             try:
