@@ -365,3 +365,31 @@ def test_bare_git_repository(tmp_path, make_runtime):
     assert hit["source"]["commit"] and len(hit["source"]["commit"]) == 40  # lineage: commit
     assert "default" not in rt.source.discover().shards  # README.md is outside --subdir
     assert_retired(rt, "reference/cpp")
+
+
+def test_cli_flags_build_a_git_source_with_nested_shards(tmp_path, capsys, monkeypatch):
+    from freshness.cli.main import main as cli
+
+    corpus = BareGit(tmp_path)
+    for doc_id, text in DOCS.items():
+        corpus.write(doc_id, text)
+    corpus.publish()
+    monkeypatch.setenv("FRESHNESS_DEVICE", "cpu")
+    where = ["--source", "git", "--path", str(corpus.bare), "--ref", "main", "--subdir", "docs",
+             "--shard-depth", "2", "--exclude", "*/cpp/*", "--state-root",
+             str(tmp_path / "state"), "--index-path", str(tmp_path / "qdrant")]
+    assert cli(["detect", *where, "--json"]) == 0
+    pending = capsys.readouterr().out
+    assert "reference/spl" in pending and "reference/cpp" not in pending
+
+
+def test_the_dsn_never_shows_in_errors_or_settings():
+    from freshness.config import Settings
+    from freshness.errors import SourceError
+
+    secret = "hunter2-not-logged"
+    with pytest.raises(SourceError) as caught:
+        PostgresSource(f"postgresql://app:{secret}@127.0.0.1:1/kb", "docs")
+    assert secret not in str(caught.value) and "FRESHNESS_SOURCE_DSN" in str(caught.value)
+    settings = Settings(source_kind="postgres", source_dsn=f"postgresql://a:{secret}@h/db")
+    assert secret not in repr(settings)

@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from freshness.errors import SourceError
+from freshness.errors import ConfigError, SourceError
 from freshness.sources.base import (
     DOCS_SCHEMA,
     LISTING_SCHEMA,
@@ -133,6 +133,9 @@ class FolderSource(Source):
     @classmethod
     def from_settings(cls, settings) -> FolderSource:
         """FRESHNESS_SOURCE_PATH (a folder or URI) with the include/exclude globs."""
+        if not settings.source_path:
+            raise ConfigError("source_kind=folder needs FRESHNESS_SOURCE_PATH (--path): a "
+                              "folder or an object-storage URI such as s3://bucket/docs")
         return cls(settings.source_path, split_globs(settings.source_include) or DEFAULT_PATTERNS,
                    settings.max_doc_bytes, split_globs(settings.source_exclude),
                    settings.shard_depth)

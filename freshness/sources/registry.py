@@ -35,10 +35,3 @@ def build_source(settings: Settings) -> Source:
                           f"{', '.join(SOURCE_KINDS)} (FRESHNESS_SOURCE_KIND or --source)")
     return factory(settings)
 
-
-def require(settings: Settings, field: str, hint: str) -> str:
-    """A setting a kind cannot do without, or a ConfigError naming it and the fix."""
-    value = getattr(settings, field)
-    if not value:
-        raise ConfigError(f"source_kind={settings.source_kind} needs {hint}")
-    return value

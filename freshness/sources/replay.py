@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from freshness.errors import SourceError
+from freshness.errors import ConfigError, SourceError
 from freshness.sources.table import TableSource, _quote
 from freshness.util.timeutil import as_utc
 
@@ -59,7 +59,7 @@ class ReplaySource(TableSource):
     def from_settings(cls, settings) -> ReplaySource:
         """FRESHNESS_REPLAY_SNAPSHOT / _LOG (--snapshot/--replay), as of a commit."""
         if not (settings.replay_snapshot and settings.replay_log):
-            raise SourceError(
+            raise ConfigError(
                 "source_kind=replay needs FRESHNESS_REPLAY_SNAPSHOT and FRESHNESS_REPLAY_LOG "
                 "(--snapshot/--replay): the snapshot.parquet and replay.parquet of a change log"
             )

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from freshness.errors import SourceError
+from freshness.errors import ConfigError, SourceError
 from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip, Source
 from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES, RACY_WINDOW_S, open_root
 from freshness.util.shard_names import shard_name_problem
@@ -112,7 +112,7 @@ class TableSource(Source):
     def parquet_from_settings(cls, settings) -> TableSource:
         """`--source table --path X.parquet` (or s3://bucket/prefix/)."""
         if not settings.source_path:
-            raise SourceError("source_kind=table needs FRESHNESS_SOURCE_PATH (--path): a "
+            raise ConfigError("source_kind=table needs FRESHNESS_SOURCE_PATH (--path): a "
                               "Parquet file, glob, or object-storage URI")
         return cls.from_parquet(settings.source_path, max_doc_bytes=settings.max_doc_bytes,
                                 memory_limit=settings.duckdb_memory_limit)
@@ -121,7 +121,7 @@ class TableSource(Source):
     def duckdb_from_settings(cls, settings) -> TableSource:
         """`--source duckdb --path DB --table T`."""
         if not (settings.source_path and settings.source_table):
-            raise SourceError("source_kind=duckdb needs FRESHNESS_SOURCE_PATH (--path, the "
+            raise ConfigError("source_kind=duckdb needs FRESHNESS_SOURCE_PATH (--path, the "
                               "DuckDB file) and FRESHNESS_SOURCE_TABLE (--table)")
         return cls.from_duckdb(settings.source_path, settings.source_table,
                                max_doc_bytes=settings.max_doc_bytes,
