@@ -57,6 +57,7 @@ class FreshnessResource(dg.ConfigurableResource):
     alias: str = 'chunks'
     upsert_batch: int = 1000
     index_check_interval_minutes: float = 60.0
+    keep_old_collections: int = 1
     # -- embedding
     model: str = DEFAULT_MODEL
     model_revision: str | None = None
@@ -65,6 +66,14 @@ class FreshnessResource(dg.ConfigurableResource):
     embed_block_size: int = 2048
     chunk_tokens: int | None = None
     overlap_tokens: int = 32
+    embedding_backend: str = 'local'
+    embedding_url: str | None = None
+    embedding_api_key: str | None = None
+    embedding_dim: int | None = None
+    embedding_concurrency: int = 4
+    embedding_timeout_s: float = 60.0
+    embedding_retries: int = 6
+    embedding_tokenizer: str | None = None
     # -- policy
     budget_gpu_seconds_per_day: float = 3600.0
     max_staleness_hours: float | None = None
@@ -72,6 +81,8 @@ class FreshnessResource(dg.ConfigurableResource):
     run_overhead_s: float = 20.0
     per_chunk_s: float = 0.002
     batch_shards: bool = True
+    cost_unit: str = 'gpu_seconds'
+    usd_per_million_tokens: float = 0.0
     # -- alerts
     per_shard_sla_hours: str | None = None
     alert_warn_fraction: float = 0.5
@@ -80,6 +91,8 @@ class FreshnessResource(dg.ConfigurableResource):
     alert_webhook_url: str | None = None
     alert_sink_retries: int = 3
     alert_sink_backoff_s: float = 0.5
+    alert_delivery_budget_s: float = 20.0
+    alert_traffic_floor: float = 0.25
     ui_url: str = 'http://127.0.0.1:3000'
     metrics_textfile: str | None = None
     # -- recency

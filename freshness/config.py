@@ -94,6 +94,9 @@ class Settings:
     upsert_batch: int = setting(1000, "index", "points per upsert/delete request", "1000")
     index_check_interval_minutes: float = setting(60.0, "index", "quiet shards re-read their "
                                                   "Qdrant ids this often", "60")
+    keep_old_collections: int = setting(1, "index", "after a model switch, keep this many "
+                                        "previously served collections (rollback); drop older",
+                                        "1")
     # -- embedding
     model: str = setting(DEFAULT_MODEL, "embedding", "sentence-transformers name or folder",
                          DEFAULT_MODEL)
@@ -107,6 +110,22 @@ class Settings:
                                        "model's limit)", "254")
     overlap_tokens: int = setting(32, "embedding", "overlap of windows of a long paragraph",
                                   "32")
+    embedding_backend: str = setting("local", "embedding", "local (in-process "
+                                     "sentence-transformers) or endpoint (OpenAI-compatible "
+                                     "/v1/embeddings)", "endpoint")
+    embedding_url: str | None = setting(None, "embedding", "endpoint base URL (the part before "
+                                        "/embeddings)", "http://127.0.0.1:8080/v1")
+    embedding_api_key: str | None = setting(None, "embedding", "endpoint API key (secret: env "
+                                            "only)", "<secret>", secret=True)
+    embedding_dim: int | None = setting(None, "embedding", "expected vector size, checked on "
+                                        "every endpoint response", "384")
+    embedding_concurrency: int = setting(4, "embedding", "endpoint requests in flight", "4")
+    embedding_timeout_s: float = setting(60.0, "embedding", "endpoint request timeout", "60")
+    embedding_retries: int = setting(6, "embedding", "retries on 408/429/5xx, timeouts and "
+                                     "dropped connections (exponential backoff)", "6")
+    embedding_tokenizer: str | None = setting(None, "embedding", "local tokenizer that chunking "
+                                              "counts with (default: the model's)",
+                                              "sentence-transformers/all-MiniLM-L6-v2")
     # -- policy: when to re-embed (docs/policy.md)
     budget_gpu_seconds_per_day: float = setting(3600.0, "policy", "the re-embedding budget",
                                                 "3600")
@@ -118,6 +137,10 @@ class Settings:
     per_chunk_s: float = setting(0.002, "policy", "per-chunk cost prior", "0.002")
     batch_shards: bool = setting(True, "policy", "one run for all pending shards when one is "
                                  "due", "true")
+    cost_unit: str = setting("gpu_seconds", "policy", "unit of the budget and of learned run "
+                             "costs: gpu_seconds, tokens or usd", "tokens")
+    usd_per_million_tokens: float = setting(0.0, "policy", "endpoint price, for cost_unit=usd",
+                                            "0.02")
     # -- alerts
     per_shard_sla_hours: str | None = setting(None, "alerts", "per-shard SLAs (JSON object)",
                                               '{"linux": 6}')
@@ -132,6 +155,10 @@ class Settings:
                                             "only)", "https://alerts.example/hook", secret=True)
     alert_sink_retries: int = setting(3, "alerts", "delivery attempts per sink and tick", "3")
     alert_sink_backoff_s: float = setting(0.5, "alerts", "first retry delay (doubles)", "0.5")
+    alert_delivery_budget_s: float = setting(20.0, "alerts", "seconds a sensor tick may spend "
+                                             "delivering; the rest waits in the outbox", "20")
+    alert_traffic_floor: float = setting(0.25, "alerts", "lowest traffic weight: a shard nobody "
+                                         "reads alerts at SLA / this", "0.25")
     ui_url: str = setting("http://127.0.0.1:3000", "alerts", "base of the links in alerts",
                           "https://dagster.example")
     metrics_textfile: str | None = setting(None, "alerts", "Prometheus gauges for the node "
@@ -280,6 +307,13 @@ def _sla_json(value: str) -> str | None:
     return None
 
 
+def _one_of(*allowed: str) -> Callable[[object], str | None]:
+    def check(value) -> str | None:
+        return None if value in allowed else f"use one of {', '.join(allowed)}"
+
+    return check
+
+
 def _overlap(value: int) -> str | None:
     return None if value >= 0 else "must be >= 0"
 
@@ -289,16 +323,22 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "qdrant_grpc_port": _positive, "qdrant_retries": _non_negative,
     "qdrant_backoff_s": _non_negative, "qdrant_replication_factor": _positive,
     "qdrant_shard_number": _positive, "upsert_batch": _positive,
-    "index_check_interval_minutes": _non_negative, "batch_size": _positive,
+    "index_check_interval_minutes": _non_negative, "keep_old_collections": _non_negative,
+    "batch_size": _positive,
     "embed_block_size": _positive, "chunk_tokens": _positive, "overlap_tokens": _overlap,
     "budget_gpu_seconds_per_day": _non_negative, "max_staleness_hours": _positive,
     "min_interval_minutes": _non_negative, "run_overhead_s": _non_negative,
     "per_chunk_s": _non_negative, "alert_warn_fraction": _fraction,
     "alert_cooldown_hours": _non_negative, "alert_sink_retries": _positive,
-    "alert_sink_backoff_s": _non_negative, "device": _device, "qdrant_url": _url,
+    "alert_sink_backoff_s": _non_negative, "alert_delivery_budget_s": _positive,
+    "alert_traffic_floor": _fraction, "device": _device, "qdrant_url": _url,
     "ui_url": _url, "state_root": _state_root, "per_shard_sla_hours": _sla_json,
     "demo_churn_seconds": _positive, "replay_as_of_seq": _non_negative,
     "shard_depth": _positive,
+    "embedding_backend": _one_of("local", "endpoint"), "embedding_url": _url,
+    "embedding_dim": _positive, "embedding_concurrency": _positive,
+    "embedding_timeout_s": _positive, "embedding_retries": _non_negative,
+    "cost_unit": _one_of("gpu_seconds", "tokens", "usd"), "usd_per_million_tokens": _non_negative,
 }
 
 

@@ -116,3 +116,42 @@ def test_histogram_cli_prints_json_and_text(resources, tmp_path, capsys):
     assert run(args, rt) == 0
     text = capsys.readouterr().out
     assert "stale-retrieval rate 25.0%" in text and "alpha" in text and "6-24h" in text
+
+
+def test_demo_churn_feeds_recency_today_and_the_shard_observations(tmp_path, embedder):
+    """The demo loop in one go: churn edits a doc and writes today's logs, `recency_today`
+    turns them into a plot and per-shard stale rates, the alert sensor observes them."""
+    from assets.recency import recency_today
+    from freshness.demo.corpus import write_corpus
+    from freshness.pipeline.sync import sync
+    from freshness.recency.report import shard_stale_rates
+    from sensors.alert_sensor import staleness_alert_sensor
+    from sensors.demo_churn_sensor import demo_churn_sensor
+
+    write_corpus(tmp_path / "corpus", docs_per_shard=1)
+    freshness = FreshnessResource(source_path=str(tmp_path / "corpus"),
+                                  state_root=str(tmp_path / "state"),
+                                  index_path=str(tmp_path / "qdrant"), device="cpu",
+                                  request_logs_path=str(tmp_path / "logs" / "{date}.jsonl"))
+    resources = {"freshness": freshness}
+    sync(freshness.runtime())
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("shards", ["api", "faq", "handbook", "runbooks"])
+
+    churn = demo_churn_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    (request,) = churn.run_requests
+    assert request.run_key.startswith("recency-today:")
+    result = dg.materialize([recency_today], resources=resources, instance=instance)
+    meta = result.asset_materializations_for_node("recency_today")[0].metadata
+    assert meta["served"].value > 0 and meta["stale_retrieval_rate"].value is not None
+    assert "data:image/png;base64," in meta["histogram"].value
+    rates = shard_stale_rates(freshness.runtime().store)
+    assert set(rates) == {"api", "faq", "handbook", "runbooks"}
+
+    alerts = staleness_alert_sensor(dg.build_sensor_context(
+        instance=instance, resources={"freshness": freshness}))
+    observed = {e.partition: e.metadata for e in alerts.asset_events}
+    assert set(observed) == set(rates)
+    for shard, values in observed.items():
+        assert values["stale_retrieval_rate"].value == pytest.approx(rates[shard], abs=1e-4)
+        assert 0.0 <= values["traffic_share"].value <= 1.0
