@@ -42,6 +42,7 @@ def test_forty_shards_share_four_edge_folders_and_stay_separate(tmp_path, make_r
     assert {h.payload["shard"] for h in search(rt, "topic", limit=50).hits} == \
         {f"team{i:02d}" for i in range(40)}
     assert all(c.ok for c in verify(rt))
+    assert rt.index.shard_names(rt.collection) == [f"team{i:02d}" for i in range(40)]
     # An edit re-embeds one shard's doc and leaves its folder-mates alone.
     (tmp_path / "corpus" / "team05" / "note.md").write_text("Team 5 moved to topic 99.")
     edit = sync(rt)

@@ -37,7 +37,7 @@ from freshness.index.base import (
     merge_hits,
 )
 from freshness.util.faults import fault_point
-from freshness.util.shard_names import is_valid_shard_name
+from freshness.util.shard_names import is_valid_shard_name, shard_from_segment, shard_segment
 
 SCROLL_PAGE = 10_000
 DEFAULT_FOLDERS = 16
@@ -142,7 +142,7 @@ class EdgeIndex:
     def _collection_dir(self, collection: str) -> Path:
         if not is_valid_shard_name(collection):
             raise StateError(f"unsafe collection name {collection!r}")
-        return self.root / "collections" / collection
+        return self.root / "collections" / shard_segment(collection)
 
     def _shard_dir(self, collection: str, shard: str) -> Path:
         """The edge folder holding a corpus shard: its hash bucket, or (older collections)
@@ -151,7 +151,7 @@ class EdgeIndex:
             raise StateError(f"unsafe shard name {shard!r}: refusing to touch the index")
         folders = self._folders(collection)
         if folders is None:
-            return self._collection_dir(collection) / shard
+            return self._collection_dir(collection) / shard_segment(shard)
         return self._collection_dir(collection) / _bucket(shard, folders)
 
     def _folders(self, collection: str) -> int | None:
@@ -248,27 +248,49 @@ class EdgeIndex:
         folder = self._collection_dir(collection)
         if not folder.exists():
             return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir())
+        return sorted(shard_from_segment(p.name) for p in folder.iterdir() if p.is_dir())
+
+    def shard_names(self, collection: str) -> list[str]:
+        """Corpus shards that have points in the index (a facet on `shard` per shared
+        folder; folder names in the one-folder-per-shard layout)."""
+        if self._folders(collection) is None:
+            return self.folder_names(collection)
+        from qdrant_edge import FacetRequest
+
+        names: set[str] = set()
+        for folder in self.folder_names(collection):
+            handle = self._open(self._collection_dir(collection) / folder, 0, False,
+                                self.lock_timeout_s)
+            if handle is None:
+                continue
+            try:
+                hits = handle.facet(FacetRequest("shard", limit=1_000_000, exact=True)).hits
+                names.update(str(h.value) for h in hits if h.count)
+            finally:
+                handle.close()
+        return sorted(names)
 
     def search(self, target: str, vector: np.ndarray, limit: int = 5,
                shards: Sequence[str] | None = None) -> SearchResult:
         """Top hits over the collection (or some shards): one query per edge folder."""
         collection = self.resolve_alias(target) or target
+        groups: dict[Path, tuple[list[str], object]] = {}
         if self._folders(collection) is None:  # one folder per shard: no filter needed
-            groups = {s: ([s], None) for s in shards or self.folder_names(collection)}
+            for shard in shards or self.folder_names(collection):
+                groups[self._shard_dir(collection, shard)] = ([shard], None)
         elif shards:
-            by_folder: dict[str, list[str]] = {}
+            by_folder: dict[Path, list[str]] = {}
             for shard in shards:
-                by_folder.setdefault(self._shard_dir(collection, shard).name, []).append(shard)
+                by_folder.setdefault(self._shard_dir(collection, shard), []).append(shard)
             groups = {f: (names, _shard_filter(names)) for f, names in by_folder.items()}
         else:
-            groups = {f: ([f], None) for f in self.folder_names(collection)}
+            for name in self.folder_names(collection):
+                groups[self._collection_dir(collection) / name] = ([name], None)
         hits: list[Hit] = []
         skipped: list[str] = []
         for folder, (names, shard_filter) in groups.items():
             try:
-                handle = self._open(self._collection_dir(collection) / folder, 0, False,
-                                    min(self.lock_timeout_s, 10.0))
+                handle = self._open(folder, 0, False, min(self.lock_timeout_s, 10.0))
             except IndexBusyError:
                 skipped.extend(names)
                 continue

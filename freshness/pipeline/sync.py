@@ -10,6 +10,7 @@ Point ids are deterministic, so a rerun after a crash re-finds what was already 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 from freshness.errors import FreshnessError
 from freshness.index.base import PointRecord
 from freshness.pipeline.diff import ChunkPlan, damaged_docs, diff_docs, plan_chunks
+from freshness.pipeline.retention import record_swap_and_prune
 from freshness.runtime import Runtime
 from freshness.sources.base import Listing, Skip
 from freshness.state.lease import run_leased
@@ -107,6 +109,8 @@ class _Work:
     manifest: ShardManifest
     plan: ChunkPlan
     counts: Counter
+    changed_at: datetime | None = None  # newest update time of a doc whose content changed
+    doc_lineage: dict[str, dict] = field(default_factory=dict)  # doc_id -> source metadata
 
 
 def _present_points(rt: Runtime, manifest: ShardManifest, changes: pa.Table,
@@ -130,6 +134,8 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
     manifest = rt.shard_state().load(shard)
     changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
     present = _present_points(rt, manifest, changes, now, check_index)
+    edited = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
+    changed_at = pc.max(edited["updated_at"]).as_py() if edited.num_rows else None
     unchanged = manifest.chunks.filter(pc.is_in(
         manifest.chunks["doc_id"],
         changes.filter(pc.equal(changes["change"], "unchanged"))["doc_id"]))
@@ -161,15 +167,28 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
         docs_total=len(set(plan.next_chunks["doc_id"].to_pylist())),
         chunks_total=plan.next_chunks.num_rows,
     )
-    return _Work(shard, listing, manifest, plan, counts)
+    lineage = {d: _lineage(m) for d, m in zip(docs["doc_id"].to_pylist(),
+                                              docs["metadata"].to_pylist())}
+    return _Work(shard, listing, manifest, plan, counts, changed_at, lineage)
 
 
-def _payload(row: dict, shard: str, rt: Runtime, now: datetime) -> dict:
+def _lineage(metadata: str | None) -> dict:
+    """The source's metadata of a doc as read (path, commit, table columns...), for payloads."""
+    try:
+        value = json.loads(metadata) if metadata else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _payload(row: dict, shard: str, rt: Runtime, now: datetime,
+             source: dict | None = None) -> dict:
     return {
         "doc_id": row["doc_id"], "shard": shard, "chunk_index": row["chunk_index"],
         "text": row["text"], "content_hash": row["content_hash"],
         "source_updated_at": iso(row["source_updated_at"]), "embedded_at": iso(now),
         "model": rt.model_spec.name, "model_revision": rt.model_spec.revision,
+        "source": source or {},
     }
 
 
@@ -180,7 +199,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
     if touches_index:
         rt.index.ensure_collection(rt.collection, int(vectors.shape[1]) if len(rows)
                                    else rt.embedder.dim)
-        points = [PointRecord(r["point_id"], vectors[i], _payload(r, work.shard, rt, now))
+        points = [PointRecord(r["point_id"], vectors[i],
+                              _payload(r, work.shard, rt, now, work.doc_lineage.get(r["doc_id"])))
                   for i, r in enumerate(rows)]
         with rt.index.open_shard(rt.collection, work.shard) as session:
             session.upsert(points)
@@ -203,8 +223,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
 def _shard_info(work: _Work, now: datetime, index_changed: bool) -> dict:
     previous = work.manifest.info
     seen = [previous.get("last_source_change_seen")]
-    if work.listing.docs.num_rows:
-        seen.append(iso(pc.max(work.listing.docs["updated_at"]).as_py()))
+    if work.changed_at:  # content changes only: a touch or checkout moves no timestamp
+        seen.append(iso(work.changed_at))
     if work.counts.get("docs_deleted"):
         seen.append(iso(work.listing.scanned_at))
     return {
@@ -323,4 +343,5 @@ def maybe_switch_alias(rt: Runtime, shards: Sequence[str]) -> bool:
         return False
     rt.index.set_alias(alias, target)
     log.info("alias %s now points to %s (was %s)", alias, target, current)
+    record_swap_and_prune(rt, current, rt.settings.keep_old_collections)
     return True
