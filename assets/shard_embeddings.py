@@ -24,6 +24,8 @@ def shard_embeddings(context: dg.AssetExecutionContext,
     shards = context.partition_keys
     result = sync(freshness.runtime(), shards, logger=context.log)
     failed = {s.shard: s.error for s in result.shards if not s.ok}
+    if result.errors:
+        failed["(run)"] = "; ".join(result.errors)
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} shard(s) failed; their state was not advanced",
@@ -48,6 +50,8 @@ def shard_embeddings(context: dg.AssetExecutionContext,
         if result.embed_seconds else None,
         "collection": result.collection,
         "alias_switched": result.alias_switched,
+        "retired_shards": dg.MetadataValue.json(result.retired_shards)
+        if result.retired_shards else None,
         "last_embedded_at": timestamp(info.get("last_embedded_at")),
         "last_source_change_seen": timestamp(info.get("last_source_change_seen")),
         "per_shard": dg.MetadataValue.json(per_shard) if len(shards) > 1 else None,

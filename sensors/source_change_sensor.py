@@ -8,8 +8,10 @@ from assets.jobs import reembed_job
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from freshness.pipeline.detect import PendingSummary, detect_shard
+from freshness.pipeline.retire import vanished_shards
 from freshness.policy.cadence import decide
 from freshness.policy.planner import CostModel
+from freshness.sources.base import Discovery
 from freshness.util.timeutil import utc_now
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -45,6 +47,14 @@ def _run_request(shards: list[str], summaries: list[PendingSummary],
         return dg.RunRequest(partition_key=shards[0], run_key=key, tags=tags)
     return dg.RunRequest(run_key=key, tags={**tags, RANGE_START: shards[0],
                                             RANGE_END: shards[-1]})
+
+
+def _vanished(rt, tokens: dict[str, str], known: list[str]) -> tuple[list[str], list[str]]:
+    """(partitions gone from the source whose state remains: a run retires them; partitions
+    gone and already retired: deleted). An empty source retires and deletes nothing."""
+    gone = [s for s in known if s not in tokens] if tokens else []
+    retire, _ = vanished_shards(rt, Discovery(list(tokens)), gone)
+    return retire, [s for s in gone if s not in retire]
 
 
 @dg.sensor(
@@ -83,8 +93,14 @@ def source_change_sensor(context: dg.SensorEvaluationContext,
     else:
         requests = [_run_request([s], summaries, order) for s in decision.run_shards]
     pending = [s.shard for s in summaries if s.pending_docs]
+    retire, drop = _vanished(rt, tokens, known)
+    requests += [dg.RunRequest(partition_key=s, run_key=f"retire-{s}")
+                 for s in retire]
+    partition_requests = [shard_partitions.build_add_request(new)] if new else []
+    if drop:
+        partition_requests.append(shard_partitions.build_delete_request(drop))
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[shard_partitions.build_add_request(new)] if new else [],
+        dynamic_partitions_requests=partition_requests,
         cursor=json.dumps({"tokens": tokens, "pending": pending}),
     )

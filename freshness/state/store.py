@@ -65,6 +65,19 @@ class StateStore:
         info = self.fs.get_file_info(pafs.FileSelector(self.path(*segments), allow_not_found=True))
         return sorted(i.base_name for i in info)
 
+    def list_files(self, *segments: str) -> list[str]:
+        """Paths (relative, '/'-joined) of every file under a folder, recursively."""
+        base = self.path(*segments)
+        info = self.fs.get_file_info(pafs.FileSelector(base, recursive=True,
+                                                       allow_not_found=True))
+        return sorted(i.path[len(base) + 1:] for i in info if i.type == pafs.FileType.File)
+
+    def delete_dir(self, *segments: str) -> None:
+        """Remove a folder and everything under it (nothing when it does not exist)."""
+        path = self.path(*segments)
+        if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
+            self.fs.delete_dir(path)
+
     def write_bytes(self, data: bytes, *segments: str) -> None:
         """Write a file atomically: readers see the old or the new content, never a part."""
         target = self.path(*segments)
