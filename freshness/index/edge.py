@@ -22,6 +22,7 @@ import numpy as np
 
 from freshness.errors import FreshnessError, IndexBusyError, IndexDamagedError, StateError
 from freshness.index.base import Hit, PointRecord, SearchResult, batched, merge_hits
+from freshness.util.disk import names_no_space, no_space_message
 from freshness.util.faults import fault_point
 from freshness.util.shard_names import is_valid_shard_name
 
@@ -55,12 +56,14 @@ class EdgeShardSession:
 
         for point_id, payload in updates.items():
             self._shard.update(UpdateOperation.set_payload([point_id], payload))
+            fault_point("index_write")
 
     def delete(self, ids: Iterable[str]) -> None:
         from qdrant_edge import UpdateOperation
 
         for batch in batched(list(ids)):
             self._shard.update(UpdateOperation.delete_points(list(batch)))
+            fault_point("index_write")
 
     def point_ids(self) -> set[str]:
         from qdrant_edge import ScrollRequest
@@ -182,10 +185,19 @@ class EdgeIndex:
     @contextlib.contextmanager
     def open_shard(self, collection: str, shard: str) -> Iterator[EdgeShardSession]:
         path = self._shard_dir(collection, shard)
-        handle = self._open(path, self._dim(collection), True, self.lock_timeout_s)
+        try:
+            handle = self._open(path, self._dim(collection), True, self.lock_timeout_s)
+        except IndexDamagedError as exc:
+            if names_no_space(exc):
+                raise StateError(no_space_message(path, exc, "create index shard")) from exc
+            raise
         try:
             yield EdgeShardSession(handle)
             handle.flush()
+        except Exception as exc:
+            if names_no_space(exc):  # the manifest is not committed: the next run redoes it
+                raise StateError(no_space_message(path, exc, "write index shard")) from exc
+            raise
         finally:
             handle.close()
 
@@ -287,6 +299,12 @@ class EdgeIndex:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    try:
+        tmp.write_text(text)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if names_no_space(exc):
+            raise StateError(no_space_message(path, exc)) from exc
+        raise
     fault_point("alias_swap" if path.name == "aliases.json" else "collection_meta")
     os.replace(tmp, path)

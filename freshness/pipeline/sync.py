@@ -295,12 +295,16 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
 
     retired = _retire(rt, vanished, results, logger)
     switched = maybe_switch_alias(rt, discovery.shards)
-    record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
-               model_load_seconds, time.perf_counter() - started,
-               rt.embedder.device if texts else None)
+    errors = [keep_reason] if keep_reason else []
+    try:
+        record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
+                   model_load_seconds, time.perf_counter() - started,
+                   rt.embedder.device if texts else None)
+    except FreshnessError as exc:  # e.g. a full disk: the shards' own results stand
+        errors.append(f"run record not written: {exc}")
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),
                       discovery.skips, embed_seconds, time.perf_counter() - started,
-                      model_load_seconds, retired, [keep_reason] if keep_reason else [])
+                      model_load_seconds, retired, errors)
 
 
 def _retire(rt: Runtime, vanished: list[str], results: dict[str, ShardResult],
