@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 
 from freshness.config import Settings
+from freshness.embed.base import EmbeddingBackend
 from freshness.embed.chunking import Chunker
-from freshness.embed.embedding import Embedder
 from freshness.embed.models import ModelSpec, resolve_model
 from freshness.errors import ConfigError
 from freshness.index.base import VectorIndex
@@ -59,17 +59,43 @@ def build_index(settings: Settings) -> VectorIndex:
                            grpc_port=settings.qdrant_grpc_port, retries=settings.qdrant_retries,
                            backoff_s=settings.qdrant_backoff_s,
                            replication_factor=settings.qdrant_replication_factor,
-                           shard_number=settings.qdrant_shard_number)
+                           shard_number=settings.qdrant_shard_number,
+                           upsert_batch=settings.upsert_batch)
     from freshness.index.edge import EdgeIndex
 
-    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s)
+    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s,
+                     upsert_batch=settings.upsert_batch)
+
+
+def build_embedder(settings: Settings) -> EmbeddingBackend:
+    """In-process sentence-transformers (default) or an OpenAI-compatible endpoint."""
+    backend = settings.embedding_backend
+    if backend == "local":
+        from freshness.embed.embedding import Embedder
+
+        return Embedder(resolve_model(settings.model, settings.model_revision), settings.device,
+                        settings.batch_size, settings.embed_block_size)
+    if backend == "endpoint":
+        if not settings.embedding_url:
+            raise ConfigError("embedding_backend=endpoint needs FRESHNESS_EMBEDDING_URL, e.g. "
+                              "http://127.0.0.1:8080/v1")
+        from freshness.embed.endpoint import EndpointEmbedder
+
+        tokenizer = resolve_model(settings.embedding_tokenizer or settings.model)
+        return EndpointEmbedder(
+            settings.embedding_url, settings.model, tokenizer,
+            api_key=settings.embedding_api_key, revision=settings.model_revision,
+            batch_size=settings.batch_size, concurrency=settings.embedding_concurrency,
+            timeout_s=settings.embedding_timeout_s, retries=settings.embedding_retries,
+            expected_dim=settings.embedding_dim)
+    raise ConfigError(f"unknown embedding_backend {backend!r}: use local or endpoint")
 
 
 class Runtime:
     """Everything one sync needs; pass `source`/`index`/`embedder` to override (tests, CLI)."""
 
     def __init__(self, settings: Settings, source: Source | None = None, index=None,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: EmbeddingBackend | None = None) -> None:
         self.settings = settings
         if source is not None:
             self.source = source
@@ -92,6 +118,8 @@ class Runtime:
 
     @cached_property
     def model_spec(self) -> ModelSpec:
+        if self.settings.embedding_backend == "endpoint":
+            return self.embedder.spec  # the served model's name and revision
         return resolve_model(self.settings.model, self.settings.model_revision)
 
     @cached_property
@@ -101,8 +129,8 @@ class Runtime:
                                  self.settings.overlap_tokens)
 
     @cached_property
-    def embedder(self) -> Embedder:
-        return Embedder(self.model_spec, self.settings.device, self.settings.batch_size)
+    def embedder(self) -> EmbeddingBackend:
+        return build_embedder(self.settings)
 
     @property
     def collection(self) -> str:

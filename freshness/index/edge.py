@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from freshness.errors import FreshnessError, IndexBusyError, IndexDamagedError, StateError
-from freshness.index.base import Hit, PointRecord, SearchResult, batched, merge_hits
+from freshness.index.base import (
+    UPSERT_BATCH,
+    Hit,
+    PointRecord,
+    SearchResult,
+    batched,
+    merge_hits,
+)
 from freshness.util.disk import names_no_space, no_space_message
 from freshness.util.faults import fault_point
 from freshness.util.shard_names import is_valid_shard_name
@@ -38,13 +45,14 @@ def _busy(exc: Exception) -> bool:
 class EdgeShardSession:
     """Operations on one open edge shard."""
 
-    def __init__(self, shard) -> None:
+    def __init__(self, shard, upsert_batch: int = UPSERT_BATCH) -> None:
         self._shard = shard
+        self.upsert_batch = upsert_batch
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         from qdrant_edge import Point, UpdateOperation
 
-        for batch in batched(points):
+        for batch in batched(points, self.upsert_batch):
             self._shard.update(UpdateOperation.upsert_points(
                 [Point(id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(),
                        payload=p.payload) for p in batch]
@@ -61,7 +69,7 @@ class EdgeShardSession:
     def delete(self, ids: Iterable[str]) -> None:
         from qdrant_edge import UpdateOperation
 
-        for batch in batched(list(ids)):
+        for batch in batched(list(ids), self.upsert_batch):
             self._shard.update(UpdateOperation.delete_points(list(batch)))
             fault_point("index_write")
 
@@ -81,7 +89,7 @@ class EdgeShardSession:
 
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
-        for batch in batched(list(ids)):
+        for batch in batched(list(ids), self.upsert_batch):
             for record in self._shard.retrieve(list(batch), True, False):
                 found[str(record.id)] = dict(record.payload or {})
         return found
@@ -99,9 +107,11 @@ class EdgeShardSession:
 class EdgeIndex:
     """Collections as folders of edge shards under `root`."""
 
-    def __init__(self, root: str | Path, lock_timeout_s: float = 120.0) -> None:
+    def __init__(self, root: str | Path, lock_timeout_s: float = 120.0,
+                 upsert_batch: int = UPSERT_BATCH) -> None:
         self.root = Path(root).absolute()
         self.lock_timeout_s = lock_timeout_s
+        self.upsert_batch = upsert_batch
 
     def _collection_dir(self, collection: str) -> Path:
         if not is_valid_shard_name(collection):
@@ -192,7 +202,7 @@ class EdgeIndex:
                 raise StateError(no_space_message(path, exc, "create index shard")) from exc
             raise
         try:
-            yield EdgeShardSession(handle)
+            yield EdgeShardSession(handle, self.upsert_batch)
             handle.flush()
         except Exception as exc:
             if names_no_space(exc):  # the manifest is not committed: the next run redoes it

@@ -93,7 +93,7 @@ def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSu
                              state.read_pending_docs(shard) if same_version else None)
     state.write_pending_docs(shard, pending)
     oldest = pc.min(pending["since"]).as_py() if pending.num_rows else None
-    newest = pc.max(listing.docs["updated_at"]).as_py() if listing.docs.num_rows else None
+    newest = pc.max(pending["since"]).as_py() if pending.num_rows else None  # content only
     since = [t.timestamp() / DAY_S for t in pending["since"].to_pylist()]
     summary = PendingSummary(
         shard, counts["added"], counts["modified"], counts["deleted"], counts["unchanged"],

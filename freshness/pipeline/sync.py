@@ -25,12 +25,14 @@ import pyarrow.compute as pc
 from freshness.errors import FreshnessError
 from freshness.index.base import PointRecord
 from freshness.pipeline.diff import ChunkPlan, damaged_docs, diff_docs, plan_chunks
+from freshness.pipeline.retention import record_swap_and_prune
 from freshness.pipeline.retire import retire_shard, vanished_shards
 from freshness.runtime import Runtime
 from freshness.sources.base import Listing, Skip
 from freshness.state.lease import run_leased
 from freshness.state.manifest import ShardManifest
 from freshness.state.runs import record_run
+from freshness.util.arrow import replace_column
 from freshness.util.faults import fault_point
 from freshness.util.hashing import doc_hash, ids_digest
 from freshness.util.shard_names import shard_name_problem
@@ -52,6 +54,7 @@ class ShardResult:
     skips: list[Skip] = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
     info: dict = field(default_factory=dict)
+    embed_seconds: float = 0.0  # its share of the run's embedding time (by chunks embedded)
 
 
 @dataclass
@@ -66,6 +69,7 @@ class SyncResult:
     embed_seconds: float
     wall_seconds: float
     model_load_seconds: float = 0.0
+    device: str | None = None  # where the chunks were embedded (None: nothing embedded)
     retired_shards: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # run-level problems (e.g. empty source)
 
@@ -110,6 +114,7 @@ class _Work:
     manifest: ShardManifest
     plan: ChunkPlan
     counts: Counter
+    changed_at: datetime | None = None  # newest update time of a doc whose content changed
 
 
 def _present_points(rt: Runtime, manifest: ShardManifest, changes: pa.Table,
@@ -138,12 +143,14 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
     manifest = rt.shard_state().load(shard)
     changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
     present = _present_points(rt, manifest, changes, now, check_index)
+    edited = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
+    changed_at = pc.max(edited["updated_at"]).as_py() if edited.num_rows else None
     unchanged = manifest.chunks.filter(pc.is_in(
         manifest.chunks["doc_id"],
         changes.filter(pc.equal(changes["change"], "unchanged"))["doc_id"]))
     damaged = damaged_docs(unchanged, present)
     if damaged:
-        changes = changes.set_column(1, "change", pc.if_else(
+        changes = replace_column(changes, "change", pc.if_else(
             pc.is_in(changes["doc_id"], pa.array(sorted(damaged), pa.string())),
             "modified", changes["change"]))
     to_read = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
@@ -171,7 +178,7 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
         docs_total=len(set(plan.next_chunks["doc_id"].to_pylist())),
         chunks_total=plan.next_chunks.num_rows,
     )
-    return _Work(shard, listing, manifest, plan, counts)
+    return _Work(shard, listing, manifest, plan, counts, changed_at)
 
 
 def _payload(row: dict, shard: str, rt: Runtime, now: datetime) -> dict:
@@ -198,8 +205,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
                                  for r in plan.payload_updates.to_pylist()})
             session.delete(plan.orphans)
     fault_point("before_manifest")
-    chunks = plan.next_chunks.set_column(
-        7, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
+    chunks = replace_column(
+        plan.next_chunks, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
                                        pa.scalar(now, pa.timestamp("us", "UTC"))))
     adopted = pc.any(pc.is_null(plan.next_chunks["embedded_at"])).as_py()  # a crashed run's
     info = _shard_info(work, now, bool(touches_index or plan.retired.num_rows or adopted))
@@ -214,8 +221,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
 def _shard_info(work: _Work, now: datetime, index_changed: bool) -> dict:
     previous = work.manifest.info
     seen = [previous.get("last_source_change_seen")]
-    if work.listing.docs.num_rows:
-        seen.append(iso(pc.max(work.listing.docs["updated_at"]).as_py()))
+    if work.changed_at:  # content changes only: a touch or checkout moves no timestamp
+        seen.append(iso(work.changed_at))
     if work.counts.get("docs_deleted"):
         seen.append(iso(work.listing.scanned_at))
     return {
@@ -274,15 +281,16 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     texts = [t for w in work for t in w.plan.to_embed["text"].to_pylist()]
     load_started = time.perf_counter()
     if texts:
-        _ = rt.embedder.model  # load (or reuse) the model outside the embedding timer
+        rt.embedder.warm()  # load the model (or check the endpoint) outside the embedding timer
     model_load_seconds = time.perf_counter() - load_started
-    embed_started = time.perf_counter()
+    embed_started, tokens_before = time.perf_counter(), rt.embedder.tokens_used
     vectors = _embed(rt, texts, progress, logger)
     embed_seconds = time.perf_counter() - embed_started if texts else 0.0
 
     offset = 0
     for item in work:
         n = item.plan.to_embed.num_rows
+        results[item.shard].embed_seconds = embed_seconds * n / len(texts) if texts else 0.0
         try:
             results[item.shard].info = run_leased(  # one run at a time per shard
                 rt.store, rt.collection, item.shard, item.manifest.version,
@@ -296,15 +304,19 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     retired = _retire(rt, vanished, results, logger)
     switched = maybe_switch_alias(rt, discovery.shards)
     errors = [keep_reason] if keep_reason else []
+    device = rt.embedder.device if texts else None
+    tokens = (rt.embedder.tokens_used - tokens_before) or \
+        sum(pc.sum(w.plan.to_embed["n_tokens"]).as_py() or 0 for w in work)
     try:
         record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
-                   model_load_seconds, time.perf_counter() - started,
-                   rt.embedder.device if texts else None)
+                   model_load_seconds, time.perf_counter() - started, device, tokens=tokens,
+                   cost_unit=rt.settings.cost_unit,
+                   usd_per_million_tokens=rt.settings.usd_per_million_tokens)
     except FreshnessError as exc:  # e.g. a full disk: the shards' own results stand
         errors.append(f"run record not written: {exc}")
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),
                       discovery.skips, embed_seconds, time.perf_counter() - started,
-                      model_load_seconds, retired, errors)
+                      model_load_seconds, device, retired, errors)
 
 
 def _retire(rt: Runtime, vanished: list[str], results: dict[str, ShardResult],
@@ -358,4 +370,5 @@ def maybe_switch_alias(rt: Runtime, shards: Sequence[str]) -> bool:
         return False
     rt.index.set_alias(alias, target)
     log.info("alias %s now points to %s (was %s)", alias, target, current)
+    record_swap_and_prune(rt, current, rt.settings.keep_old_collections)
     return True

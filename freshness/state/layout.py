@@ -5,9 +5,12 @@
                                                  pending.json, pending_docs-*.parquet, lease
       collections/<collection>/retired/<shard>-<time>/  state of a vanished shard, archived
       sources/shards/<shard>/rate_history.parquet   change-rate polls (model independent)
+      sources/shards/<shard>/poll_hashes.parquet    doc hashes of the last poll (content diff)
+      index/served_history.json                     collections the alias served, oldest first
       runs/<finished>-<id>.json                     one record per sync run (cost learning)
       traffic/shares.json                           retrieval shares written by recency
       recency/day=<date>/                           recency report tables
+      recency/latest_shards.json                    per-shard stale rates of the latest report
 
 Every path is a tuple of segments for `StateStore`; a shard name becomes one segment through
 `shard_segment` (and back through `shard_from_segment`).
@@ -18,9 +21,11 @@ from __future__ import annotations
 MANIFEST_FILE = "manifest.json"
 PENDING_FILE = "pending.json"
 RATE_HISTORY_FILE = "rate_history.parquet"
+POLL_HASHES_FILE = "poll_hashes.parquet"
 RUNS_DIR: tuple[str, ...] = ("runs",)
 TRAFFIC_FILE: tuple[str, ...] = ("traffic", "shares.json")
 RECENCY_DIR: tuple[str, ...] = ("recency",)
+RECENCY_SHARDS_FILE: tuple[str, ...] = (*RECENCY_DIR, "latest_shards.json")
 
 
 def shard_segment(shard: str) -> str:
@@ -31,6 +36,14 @@ def shard_segment(shard: str) -> str:
 def shard_from_segment(segment: str) -> str:
     """The shard name a path segment stands for (inverse of `shard_segment`)."""
     return segment
+
+
+SERVED_HISTORY_FILE: tuple[str, ...] = ("index", "served_history.json")
+
+
+def collection_dir(collection: str) -> tuple[str, ...]:
+    """Everything the state holds for one collection."""
+    return ("collections", collection)
 
 
 def shards_dir(collection: str) -> tuple[str, ...]:
@@ -55,6 +68,10 @@ def source_shards_dir() -> tuple[str, ...]:
 
 def rate_history_path(shard: str) -> tuple[str, ...]:
     return (*source_shards_dir(), shard_segment(shard), RATE_HISTORY_FILE)
+
+
+def poll_hashes_path(shard: str) -> tuple[str, ...]:
+    return (*source_shards_dir(), shard_segment(shard), POLL_HASHES_FILE)
 
 
 def recency_day_dir(day_iso: str) -> tuple[str, ...]:

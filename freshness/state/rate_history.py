@@ -1,7 +1,8 @@
 """Per-shard change-rate history: one row per poll, persisted beside the shard state.
 
-Each poll counts the docs whose last-modified time moved since the previous poll (several
-edits between polls count once, which the estimator accounts for). The rate per doc per day is
+Each poll counts the docs whose content changed since the previous poll (hash against the
+hashes that poll saw; several edits between polls count once, which the estimator accounts
+for; a touch that keeps the bytes counts none). The rate per doc per day is
 the grouped maximum-likelihood estimate over the last `window_days`; a Poisson CUSUM on each
 poll's count flags a change-rate spike.
 """
@@ -18,6 +19,8 @@ import pyarrow.compute as pc
 from freshness.sources.base import Listing
 from freshness.state import layout
 from freshness.state.store import StateStore
+from freshness.util.arrow import replace_column
+from freshness.util.duck import registered
 from freshness.util.rates import PoissonCusum, gamma_posterior_rate, grouped_poll_rate_mle
 from freshness.util.timeutil import DAY_S, as_utc
 
@@ -65,6 +68,11 @@ class RateHistory:
         table = self.store.read_table(*self._path(shard))
         return RATE_SCHEMA.empty_table() if table is None else table.cast(RATE_SCHEMA)
 
+    def latest(self, shard: str) -> dict | None:
+        """The shard's newest poll row (RATE_SCHEMA as a dict), or None before the first."""
+        rows = self.load(shard)
+        return rows.slice(rows.num_rows - 1).to_pylist()[0] if rows.num_rows else None
+
     def estimate(self, rows: pa.Table, now: datetime) -> float:
         """Rate per doc per day from the polls inside the window, shrunk towards the prior.
 
@@ -83,6 +91,23 @@ class RateHistory:
         return (mle * exposure + self.prior_rate * self.prior_doc_days) / \
             (exposure + self.prior_doc_days)
 
+    def _changed(self, listing: Listing, previous: datetime, has_history: bool) -> int:
+        """Docs added or edited since the previous poll, by content: their hash differs from
+        the one that poll saw (a touch, checkout or restore of the same bytes is no change).
+        The first poll (no hashes yet) counts docs updated inside its interval."""
+        hashes = listing.docs.select(["doc_id", "doc_hash"])
+        before = self.store.read_table(*layout.poll_hashes_path(listing.shard))
+        if before is None or not has_history:
+            changed = int(pc.sum(pc.greater(listing.docs["updated_at"], previous)).as_py() or 0)
+        else:
+            with registered(now=hashes, before=before.select(["doc_id", "doc_hash"])) as con:
+                changed = int(con.sql(
+                    """SELECT count(*) FROM now n LEFT JOIN before b USING (doc_id)
+                       WHERE b.doc_hash IS DISTINCT FROM n.doc_hash""").fetchall()[0][0])
+        if changed or before is None or before.num_rows != hashes.num_rows:
+            self.store.write_table(hashes, *layout.poll_hashes_path(listing.shard))
+        return changed
+
     def record(self, listing: Listing) -> RatePoint:
         """Append this poll (a listing) to the shard's history and return the new estimate."""
         rows, now = self.load(listing.shard), as_utc(listing.scanned_at)
@@ -95,8 +120,7 @@ class RateHistory:
             interval = max(min(self.window_days, (now - as_utc(oldest)).total_seconds() / DAY_S),
                            1e-9)
             previous = now - timedelta(days=interval)
-        changed = int(pc.sum(pc.greater(updated, previous)).as_py() or 0) \
-            if listing.docs.num_rows else 0
+        changed = self._changed(listing, previous, has_history=bool(rows.num_rows))
         baseline = self.estimate(rows, now) if rows.num_rows else None
         cusum = PoissonCusum(baseline or 0.0, self.spike_ratio, self.spike_threshold,
                              float(rows["cusum"][-1].as_py()) if rows.num_rows else 0.0)
@@ -106,7 +130,7 @@ class RateHistory:
                "cusum": 0.0 if spike else cusum.statistic, "spike": spike}
         table = pa.concat_tables([rows, pa.Table.from_pylist([row], RATE_SCHEMA)])
         rate = self.estimate(table, now)
-        table = table.set_column(4, "rate_per_doc_day", pa.array(
+        table = replace_column(table, "rate_per_doc_day", pa.array(
             table["rate_per_doc_day"].to_pylist()[:-1] + [rate], pa.float64()))
         self.store.write_table(table.slice(max(0, table.num_rows - MAX_ROWS)), *self._path(
             listing.shard))

@@ -10,8 +10,8 @@ After every sync that reports ok, and after the recovery run that must follow ev
   the served collection is the current model's, and its points are exactly the chunks of the
   readable docs inside the source root at their current content (compared with an oracle
   kept by the test, not read back through the source), with the current model revision on
-  every payload; every hostile entry is named in the report; `verify` agrees (manifest == index, every
-  payload checked).
+  every payload; every hostile entry is named in the report; `verify` agrees (manifest ==
+  index, every payload checked).
 
 Bounded for CI (derandomized, ~1-2 min on 2 cores with the packaged MiniLM: the corpora are a
 few one-paragraph docs, so the real model costs little). Soak mode: FRESHNESS_SOAK=1 (random
