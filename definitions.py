@@ -6,10 +6,15 @@ It sits above `assets/` and `sensors/` so that the dependency between them is on
 
 import dagster as dg
 
-from assets.alerts_resource import AlertsResource
 from assets.checks import index_matches_manifests, shards_within_sla
 from assets.jobs import hourly_reembed_sweep, reembed_job, scan_job
-from assets.recency import RequestLogsResource, recency, request_logs
+from assets.recency import (
+    recency,
+    recency_intraday,
+    recency_today,
+    recency_today_job,
+    request_logs,
+)
 from assets.repair import repair_index_job
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
@@ -40,14 +45,14 @@ daily_reconciliation = dg.ScheduleDefinition(
     description="Full reconciliation of Qdrant against the manifests, daily.")
 
 defs = dg.Definitions(
-    assets=[source_changes, shard_embeddings, shard_freshness, request_logs, recency],
+    assets=[source_changes, shard_embeddings, shard_freshness, request_logs, recency,
+            recency_today],
     asset_checks=[shards_within_sla, index_matches_manifests],
-    jobs=[reembed_job, scan_job, recency_job, repair_index_job, reconcile_checks_job],
-    schedules=[hourly_reembed_sweep, recency_daily, daily_reconciliation],
+    jobs=[reembed_job, scan_job, recency_job, recency_today_job, repair_index_job,
+          reconcile_checks_job],
+    schedules=[hourly_reembed_sweep, recency_daily, recency_intraday, daily_reconciliation],
     sensors=[source_change_sensor, staleness_alert_sensor, automation_sensor]
     + ([demo_churn_sensor] if churn_interval_seconds() else []),
-    resources={"freshness": FreshnessResource.from_env(),
-               "request_logs": RequestLogsResource.from_env(),
-               "alerts": AlertsResource.from_env()},
+    resources={"freshness": FreshnessResource.from_env()},
     executor=dg.in_process_executor,
 )

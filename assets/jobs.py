@@ -1,7 +1,6 @@
 """Jobs and schedules for re-embedding."""
 
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +10,7 @@ from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from assets.source_changes import source_changes
+from freshness.config import Settings
 from freshness.pipeline.detect import PendingSummary
 from freshness.policy.cadence import decide_for, observe
 from freshness.util.timeutil import utc_now
@@ -23,7 +23,7 @@ def reembed_run_tags() -> dict[str, str]:
     """`freshness/gpu=true` (run-level GPU limits key on it), plus the tags in the YAML file
     FRESHNESS_REEMBED_RUN_TAGS names (deploy/k8s/gpu_run_tags.yaml on Kubernetes)."""
     tags = {"freshness/gpu": "true"}
-    path = os.getenv("FRESHNESS_REEMBED_RUN_TAGS")
+    path = Settings.from_env().reembed_run_tags
     if path:
         extra = yaml.safe_load(Path(path).read_text()) or {}
         tags.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})

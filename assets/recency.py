@@ -2,7 +2,7 @@
 
 import base64
 import io
-import os
+from datetime import datetime, time, timezone
 
 import dagster as dg
 import pyarrow as pa
@@ -10,7 +10,10 @@ import pyarrow as pa
 from assets.metadata import clean, table
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
-from freshness.recency.report import RecencyReport, write_day
+from freshness.config import Settings
+from freshness.recency.report import RecencyReport, write_day, write_latest_shards
+from freshness.state import layout
+from freshness.util.timeutil import utc_now
 
 recency_days = dg.DailyPartitionsDefinition(start_date="2025-01-01")
 
@@ -18,7 +21,7 @@ request_logs = dg.AssetSpec(
     "request_logs",
     group_name="freshness",
     description="Request logs written by the serving application (native JSONL/Parquet or "
-                "OpenInference / OTel GenAI spans); read from the request_logs resource path.",
+                "OpenInference / OTel GenAI spans), read from FRESHNESS_REQUEST_LOGS_PATH.",
     kinds={"jsonl"},
 )
 
@@ -28,22 +31,13 @@ _SHARD_COLUMNS = ("key", "retrievals", "traffic_share", "stale_retrievals", "sta
                   "embedding_lag_p99_seconds")
 
 
-class RequestLogsResource(dg.ConfigurableResource):
-    """Where request logs are: a file, folder or glob; `{date}` becomes the partition day."""
-
-    request_logs_path: str | None = None
-
-    def path_for(self, day: str) -> str:
-        """The logs of one day (YYYY-MM-DD), or a Failure that says how to configure them."""
-        if not self.request_logs_path:
-            raise dg.Failure(description="request_logs_path is not set: set "
-                             "FRESHNESS_REQUEST_LOGS_PATH or configure the request_logs resource")
-        return self.request_logs_path.replace("{date}", day)
-
-    @classmethod
-    def from_env(cls) -> "RequestLogsResource":
-        """The path from FRESHNESS_REQUEST_LOGS_PATH (unset: recency fails with that hint)."""
-        return cls(request_logs_path=os.getenv("FRESHNESS_REQUEST_LOGS_PATH") or None)
+def request_logs_for_day(settings: Settings, day: str) -> str:
+    """The request logs of one day (YYYY-MM-DD), or a Failure that says how to configure them."""
+    if not settings.request_logs_path:
+        raise dg.Failure(description="request_logs_path is not set: set "
+                         "FRESHNESS_REQUEST_LOGS_PATH or the freshness resource's "
+                         "request_logs_path")
+    return settings.request_logs_path.replace("{date}", day)
 
 
 def histogram_png(report: RecencyReport) -> bytes:
@@ -84,27 +78,20 @@ def _markdown(report: RecencyReport) -> str:
     return "\n".join(lines)
 
 
-@dg.asset(
-    group_name="freshness",
-    partitions_def=recency_days,
-    deps=[dg.AssetDep(shard_embeddings, partition_mapping=dg.AllPartitionMapping()),
-          request_logs],
-    kinds={"duckdb", "parquet"},
-)
-def recency(context: dg.AssetExecutionContext, freshness: FreshnessResource,
-            request_logs: RequestLogsResource) -> dg.MaterializeResult:
-    """Age and staleness of the chunks retrieved each day, per shard, with traffic weights."""
+def _recency_result(context, freshness: FreshnessResource, day: str, start: datetime,
+                    end: datetime) -> dg.MaterializeResult:
+    """Compute and store the recency of [start, end) from the logs of `day`; metadata with the
+    histogram plot and the numbers the Plots tab draws over time."""
     rt = freshness.runtime()
-    window = context.partition_time_window
     report, ingest, folder = write_day(rt.store, rt.shard_state(),
-                                       request_logs.path_for(context.partition_key),
-                                       window.start, window.end)
+                                       request_logs_for_day(rt.settings, day), start, end)
     counts, overall = report.counts, report.scope("all")[0]
     if ingest.quarantine_path:
         context.log.warning("quarantined %d malformed log records: %s",
                             ingest.counts["quarantined"], ingest.quarantine_path)
     if counts["served"]:  # the policy weighs shards by these shares (freshness.policy.cadence)
-        rt.store.write_json(report.traffic_weights(), "traffic", "shares.json")
+        rt.store.write_json(report.traffic_weights(), *layout.TRAFFIC_FILE)
+        write_latest_shards(rt.store, report)  # the alert sensor plots them per shard
     shards = pa.Table.from_pylist([{("shard" if k == "key" else k): r[k] for k in _SHARD_COLUMNS}
                                    for r in report.scope("shard")])
 
@@ -114,8 +101,11 @@ def recency(context: dg.AssetExecutionContext, freshness: FreshnessResource,
     percentiles = {f"{m}_p{q}_seconds": rounded(overall[f"{m}_p{q}_seconds"], 1)
                    for m in ("content_age", "embedding_lag") for q in (50, 90, 99)}
     return dg.MaterializeResult(metadata=clean({
+        "window_start": dg.MetadataValue.timestamp(start.timestamp()),
+        "window_end": dg.MetadataValue.timestamp(end.timestamp()),
         "retrievals": counts["retrievals"],
         "served": counts["served"],
+        "stale_served": counts["stale_served"],
         "unresolved": counts["unresolved"],
         "unknown_ids": counts["unknown"],
         "not_live_at_query_time": counts["not_live"],
@@ -125,8 +115,44 @@ def recency(context: dg.AssetExecutionContext, freshness: FreshnessResource,
         "retrieval_weighted_freshness": rounded(overall["fresh_share"], 4),
         **percentiles,
         "per_shard": table(shards) if shards.num_rows else None,
-        "histogram": dg.MetadataValue.md(_markdown(report)),
+        "histogram": dg.MetadataValue.md(_markdown(report)) if counts["served"] else None,
         "traffic_weights": dg.MetadataValue.json(report.traffic_weights()),
         "output": dg.MetadataValue.path(folder),
         "dagster/row_count": counts["retrievals"],
     }))
+
+
+@dg.asset(
+    group_name="freshness",
+    partitions_def=recency_days,
+    deps=[dg.AssetDep(shard_embeddings, partition_mapping=dg.AllPartitionMapping()),
+          request_logs],
+    kinds={"duckdb", "parquet"},
+)
+def recency(context: dg.AssetExecutionContext,
+            freshness: FreshnessResource) -> dg.MaterializeResult:
+    """Age and staleness of the chunks retrieved each day, per shard, with traffic weights."""
+    window = context.partition_time_window
+    return _recency_result(context, freshness, context.partition_key, window.start, window.end)
+
+
+@dg.asset(
+    group_name="freshness",
+    deps=[shard_embeddings, request_logs],
+    kinds={"duckdb", "parquet"},
+)
+def recency_today(context: dg.AssetExecutionContext,
+                  freshness: FreshnessResource) -> dg.MaterializeResult:
+    """Today so far (UTC): age and staleness of the chunks retrieved since midnight, refreshed
+    every few minutes; its stale-retrieval rate over time is in the Plots tab."""
+    now = utc_now()
+    start = datetime.combine(now.date(), time(), tzinfo=timezone.utc)
+    return _recency_result(context, freshness, now.date().isoformat(), start, now)
+
+
+recency_today_job = dg.define_asset_job("recency_today_job", selection=[recency_today],
+                                        description="Refresh today's recency so far.")
+recency_intraday = dg.ScheduleDefinition(
+    job=recency_today_job, cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Today's recency so far, every 15 minutes.")

@@ -7,7 +7,33 @@ from assets.metadata import clean, timestamp
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from assets.source_changes import source_changes
-from freshness.pipeline.sync import sync
+from freshness.pipeline.sync import ShardResult, SyncResult, sync
+
+_COUNTS = ("chunks_embedded", "chunks_kept", "chunks_retired", "orphans_deleted", "docs_added",
+           "docs_modified", "docs_deleted", "docs_skipped", "docs_total", "chunks_total")
+
+
+def shard_metadata(result: SyncResult, shard: ShardResult, model: str) -> dict:
+    """One partition's own materialization metadata: its counts, its share of the embedding
+    time, and the run it was part of (how many shards shared the model load)."""
+    counts, seconds = shard.counts, shard.embed_seconds
+    embedded = counts.get("chunks_embedded", 0)
+    return clean({
+        **{k: counts.get(k, 0) for k in _COUNTS},
+        "embed_seconds": round(seconds, 3),
+        "chunks_per_second": round(embedded / seconds, 1) if seconds else None,
+        "device": result.device or "none (nothing embedded)",
+        "model": model,
+        "skipped": dg.MetadataValue.json([s.__dict__ for s in shard.skips]) if shard.skips
+        else None,
+        "run_shards": len(result.shards),
+        "run_model_load_seconds": round(result.model_load_seconds, 3),
+        "collection": result.collection,
+        "alias_switched": result.alias_switched,
+        "last_embedded_at": timestamp(shard.info.get("last_embedded_at")),
+        "last_source_change_seen": timestamp(shard.info.get("last_source_change_seen")),
+        "dagster/row_count": counts.get("chunks_total", 0),
+    })
 
 
 @dg.asset(
@@ -21,35 +47,15 @@ from freshness.pipeline.sync import sync
 def shard_embeddings(context: dg.AssetExecutionContext,
                      freshness: FreshnessResource) -> dg.MaterializeResult:
     """Chunk vectors in Qdrant for a shard: only new or edited chunks are embedded."""
-    shards = context.partition_keys
-    result = sync(freshness.runtime(), shards, logger=context.log)
+    rt = freshness.runtime()
+    result = sync(rt, context.partition_keys, logger=context.log)
     failed = {s.shard: s.error for s in result.shards if not s.ok}
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} shard(s) failed; their state was not advanced",
             metadata={"failed_shards": dg.MetadataValue.json(failed)},
         )
-    totals = result.totals
-    per_shard = {s.shard: dict(s.counts) for s in result.shards}
-    info = result.shards[0].info if len(result.shards) == 1 else {}
-    embedded = totals.get("chunks_embedded", 0)
-    return dg.MaterializeResult(metadata=clean({
-        "chunks_embedded": embedded,
-        "chunks_kept": totals.get("chunks_kept", 0),
-        "chunks_retired": totals.get("chunks_retired", 0),
-        "orphans_deleted": totals.get("orphans_deleted", 0),
-        "docs_added": totals.get("docs_added", 0),
-        "docs_modified": totals.get("docs_modified", 0),
-        "docs_deleted": totals.get("docs_deleted", 0),
-        "docs_skipped": totals.get("docs_skipped", 0),
-        "embed_seconds": round(result.embed_seconds, 3),
-        "model_load_seconds": round(result.model_load_seconds, 3),
-        "chunks_per_second": round(embedded / result.embed_seconds, 1)
-        if result.embed_seconds else None,
-        "collection": result.collection,
-        "alias_switched": result.alias_switched,
-        "last_embedded_at": timestamp(info.get("last_embedded_at")),
-        "last_source_change_seen": timestamp(info.get("last_source_change_seen")),
-        "per_shard": dg.MetadataValue.json(per_shard) if len(shards) > 1 else None,
-        "dagster/row_count": totals.get("chunks_total", 0),
-    }))
+    model = f"{rt.model_spec.name}@{rt.model_spec.revision}"
+    for shard in result.shards:  # a batched run: each partition gets its own numbers
+        context.add_asset_metadata(shard_metadata(result, shard, model), partition_key=shard.shard)
+    return dg.MaterializeResult()

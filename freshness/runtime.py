@@ -5,49 +5,23 @@ from __future__ import annotations
 from functools import cached_property
 
 from freshness.config import Settings
+from freshness.embed.base import EmbeddingBackend
 from freshness.embed.chunking import Chunker
-from freshness.embed.embedding import Embedder
 from freshness.embed.models import ModelSpec, resolve_model
 from freshness.errors import ConfigError
-from freshness.sources import FolderSource, ReplaySource, Source, TableSource
+from freshness.index.base import VectorIndex
+from freshness.sources import Source, registry
+from freshness.state.listing_cache import StateListingCache
 from freshness.state.manifest import ShardStateStore
 from freshness.state.store import StateStore
 
 
 def build_source(settings: Settings) -> Source:
-    """The source Settings name (folder, Parquet table, DuckDB table or change-log replay)."""
-    kind, path = settings.source_kind, settings.source_path
-    if kind == "replay":
-        if not (settings.replay_snapshot and settings.replay_log):
-            raise ConfigError(
-                "source_kind=replay needs FRESHNESS_REPLAY_SNAPSHOT and FRESHNESS_REPLAY_LOG "
-                "(--snapshot/--replay): the snapshot.parquet and replay.parquet of a change log"
-            )
-        return ReplaySource(settings.replay_snapshot, settings.replay_log,
-                            as_of_seq=settings.replay_as_of_seq,
-                            max_doc_bytes=settings.max_doc_bytes,
-                            memory_limit=settings.duckdb_memory_limit)
-    if not path:
-        raise ConfigError(
-            f"source_kind={kind} needs a path: set FRESHNESS_SOURCE_PATH (or --path)"
-        )
-    if kind == "folder":
-        return FolderSource(path, max_doc_bytes=settings.max_doc_bytes)
-    if kind == "table":
-        return TableSource.from_parquet(path, max_doc_bytes=settings.max_doc_bytes,
-                                        memory_limit=settings.duckdb_memory_limit)
-    if kind == "duckdb":
-        if not settings.source_table:
-            raise ConfigError("source_kind=duckdb needs FRESHNESS_SOURCE_TABLE (--table)")
-        return TableSource.from_duckdb(path, settings.source_table,
-                                       max_doc_bytes=settings.max_doc_bytes,
-                                       memory_limit=settings.duckdb_memory_limit)
-    raise ConfigError(
-        f"unknown source_kind {kind!r}: use folder, table, duckdb or replay"
-    )
+    """The source Settings name (kinds are registered in `sources.registry.SOURCE_KINDS`)."""
+    return registry.build_source(settings)
 
 
-def build_index(settings: Settings):
+def build_index(settings: Settings) -> VectorIndex:
     """A Qdrant server by URL when FRESHNESS_QDRANT_URL is set, else embedded Qdrant on disk."""
     if settings.qdrant_url:
         from freshness.index.client import ClientIndex
@@ -58,19 +32,46 @@ def build_index(settings: Settings):
                            grpc_port=settings.qdrant_grpc_port, retries=settings.qdrant_retries,
                            backoff_s=settings.qdrant_backoff_s,
                            replication_factor=settings.qdrant_replication_factor,
-                           shard_number=settings.qdrant_shard_number)
+                           shard_number=settings.qdrant_shard_number,
+                           upsert_batch=settings.upsert_batch)
     from freshness.index.edge import EdgeIndex
 
-    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s)
+    return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s,
+                     upsert_batch=settings.upsert_batch)
+
+
+def build_embedder(settings: Settings) -> EmbeddingBackend:
+    """In-process sentence-transformers (default) or an OpenAI-compatible endpoint."""
+    backend = settings.embedding_backend
+    if backend == "local":
+        from freshness.embed.embedding import Embedder
+
+        return Embedder(resolve_model(settings.model, settings.model_revision), settings.device,
+                        settings.batch_size, settings.embed_block_size)
+    if backend == "endpoint":
+        if not settings.embedding_url:
+            raise ConfigError("embedding_backend=endpoint needs FRESHNESS_EMBEDDING_URL, e.g. "
+                              "http://127.0.0.1:8080/v1")
+        from freshness.embed.endpoint import EndpointEmbedder
+
+        tokenizer = resolve_model(settings.embedding_tokenizer or settings.model)
+        return EndpointEmbedder(
+            settings.embedding_url, settings.model, tokenizer,
+            api_key=settings.embedding_api_key, revision=settings.model_revision,
+            batch_size=settings.batch_size, concurrency=settings.embedding_concurrency,
+            timeout_s=settings.embedding_timeout_s, retries=settings.embedding_retries,
+            expected_dim=settings.embedding_dim)
+    raise ConfigError(f"unknown embedding_backend {backend!r}: use local or endpoint")
 
 
 class Runtime:
     """Everything one sync needs; pass `source`/`index`/`embedder` to override (tests, CLI)."""
 
     def __init__(self, settings: Settings, source: Source | None = None, index=None,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: EmbeddingBackend | None = None) -> None:
         self.settings = settings
         if source is not None:
+            source.use_listing_cache(StateListingCache(self.store))
             self.source = source
         if index is not None:
             self.index = index
@@ -79,10 +80,12 @@ class Runtime:
 
     @cached_property
     def source(self) -> Source:
-        return build_source(self.settings)
+        source = build_source(self.settings)
+        source.use_listing_cache(StateListingCache(self.store))
+        return source
 
     @cached_property
-    def index(self):
+    def index(self) -> VectorIndex:
         return build_index(self.settings)
 
     @cached_property
@@ -91,6 +94,8 @@ class Runtime:
 
     @cached_property
     def model_spec(self) -> ModelSpec:
+        if self.settings.embedding_backend == "endpoint":
+            return self.embedder.spec  # the served model's name and revision
         return resolve_model(self.settings.model, self.settings.model_revision)
 
     @cached_property
@@ -100,8 +105,8 @@ class Runtime:
                                  self.settings.overlap_tokens)
 
     @cached_property
-    def embedder(self) -> Embedder:
-        return Embedder(self.model_spec, self.settings.device, self.settings.batch_size)
+    def embedder(self) -> EmbeddingBackend:
+        return build_embedder(self.settings)
 
     @property
     def collection(self) -> str:

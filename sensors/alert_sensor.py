@@ -1,77 +1,52 @@
-"""Staleness alert sensor: one incident per stale shard, notified once, resolved when fresh.
+"""Staleness alert sensor: translates one core alerting pass into a Dagster sensor result.
 
-Incident state and undelivered notifications live in the sensor cursor (stored by Dagster),
-so a restarted daemon neither repeats nor loses an alert. A failing sink is retried with
-backoff and, if it still fails, on the next tick — it never fails the sensor.
+The pass (freshness.alerts.tick) keeps incident state and undelivered notifications in the
+sensor cursor, so a restarted daemon neither repeats nor loses an alert, and delivers within a
+time budget so a dead webhook never times the tick out. Each tick also records every shard's
+change rate, pending age, stale level and stale-retrieval rate as an observation of its
+`shard_embeddings` partition: the asset's Plots tab draws them over time.
 """
 
 import json
-from dataclasses import asdict
 
 import dagster as dg
 
-from assets.alerts_resource import AlertsResource
+from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
-from freshness.alerts.incidents import Notification, step
-from freshness.alerts.metrics import write_textfile
-from freshness.alerts.sinks import deliver
-from freshness.alerts.staleness import evaluate
+from assets.shard_embeddings import shard_embeddings
+from freshness.alerts.metrics import shard_readings, write_textfile
+from freshness.alerts.sinks import build_sinks
+from freshness.alerts.staleness import SlaConfig
+from freshness.alerts.tick import alert_tick
 from freshness.policy.cadence import traffic_shares
+from freshness.recency.report import shard_stale_rates
 from freshness.state.rate_history import RateHistory
 from freshness.state.status import shard_status
-from freshness.util.timeutil import iso, utc_now
-
-MAX_OUTBOX = 200
-
-
-def _spikes(rt, seen: dict) -> tuple[list[Notification], dict]:
-    """A notification for each shard whose latest rate poll flagged a change-rate spike."""
-    history, out, seen = RateHistory(rt.store), [], dict(seen)
-    for shard in rt.store.list_dir("sources", "shards"):
-        rows = history.load(shard)
-        if not rows.num_rows or not rows["spike"][-1].as_py():
-            continue
-        polled = iso(rows["polled_at"][-1].as_py())
-        if seen.get(shard) == polled:
-            continue
-        seen[shard] = polled
-        rate = rows["rate_per_doc_day"][-1].as_py()
-        out.append(Notification(
-            "spike", shard, "WARN",
-            f"[retrieval-freshness] change-rate spike in shard {shard}: "
-            f"{rows['changed'][-1].as_py()} docs changed in the last poll, rate now "
-            f"{rate:.4f} changes/doc/day", {"shard": shard, "polled_at": polled,
-                                            "rate_per_doc_day": rate},
-            f"{shard}:{polled}:spike"))
-    return out, seen
+from freshness.util.timeutil import utc_now
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Alerts when a shard's pending changes exceed its SLA, on escalation, "
-                       "after a cooldown, and when it is fresh again; also change-rate spikes.")
-def staleness_alert_sensor(context: dg.SensorEvaluationContext, freshness: FreshnessResource,
-                           alerts: AlertsResource) -> dg.SkipReason:
+           description="Alerts when a shard's traffic-weighted staleness exceeds its SLA, on "
+                       "escalation, after a cooldown, when it is fresh again, and on change-rate "
+                       "spikes; records per-shard rates and staleness as partition observations.")
+def staleness_alert_sensor(context: dg.SensorEvaluationContext,
+                           freshness: FreshnessResource) -> dg.SensorResult:
     rt, now = freshness.runtime(), utc_now()
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    evaluations = evaluate(shard_status(rt.shard_state(), now),
-                           alerts.sla(rt.settings.max_staleness_hours), now,
-                           traffic_shares(rt.store))
-    incidents, notifications = step(cursor.get("incidents", {}), evaluations, now,
-                                    alerts.cooldown_hours * 3600, alerts.ui_url)
-    spikes, seen = _spikes(rt, cursor.get("spikes", {}))
-    sinks = {s.name: s for s in alerts.sinks(context.log)}
-    retry = [(o["sink"], Notification(**o["notification"])) for o in cursor.get("outbox", [])]
-    failed = []
-    for sink_name, n in retry:
-        if sink_name in sinks:
-            failed += deliver([sinks[sink_name]], [n])
-    failed += deliver(list(sinks.values()), notifications + spikes)
-    if alerts.metrics_textfile:
-        write_textfile(evaluations, now, alerts.metrics_textfile)
-    context.update_cursor(json.dumps({
-        "incidents": incidents, "spikes": seen,
-        "outbox": [{"sink": s, "notification": asdict(n)} for s, n in failed][-MAX_OUTBOX:],
-    }))
-    stale = [e.shard for e in evaluations if e.level]
-    return dg.SkipReason(f"{len(notifications) + len(spikes)} notifications, "
-                         f"{len(failed)} undelivered; stale shards: {stale}")
+    settings = rt.settings
+    status = shard_status(rt.shard_state(), now)
+    history = RateHistory(rt.store)
+    latest = {s: history.latest(s)
+              for s in sorted(set(history.shards()) | set(status["shard"].to_pylist()))}
+    tick = alert_tick(json.loads(context.cursor) if context.cursor else {}, status,
+                      SlaConfig.from_settings(settings), now, shares=traffic_shares(rt.store),
+                      latest_rates=latest, sinks=build_sinks(settings, context.log),
+                      cooldown_seconds=settings.alert_cooldown_hours * 3600,
+                      ui_url=settings.ui_url, budget_s=settings.alert_delivery_budget_s)
+    if settings.metrics_textfile:
+        write_textfile(tick.evaluations, now, settings.metrics_textfile)
+    known = set(context.instance.get_dynamic_partitions(shard_partitions.name))
+    readings = shard_readings(tick.evaluations, latest, shard_stale_rates(rt.store))
+    return dg.SensorResult(
+        asset_events=[dg.AssetObservation(shard_embeddings.key, partition=shard, metadata=values)
+                      for shard, values in readings.items() if shard in known],
+        cursor=json.dumps(tick.state), skip_reason=tick.summary())

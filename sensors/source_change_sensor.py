@@ -29,7 +29,7 @@ def policy_tick(context: dg.SensorEvaluationContext, freshness: FreshnessResourc
     rt = freshness.runtime()
     settings = rt.settings
     cursor = json.loads(context.cursor) if context.cursor else {}
-    getattr(rt.source, "refresh", lambda: None)()  # optional in the Source protocol
+    rt.source.refresh()
     tokens = rt.source.change_tokens()
     summaries, scanned = observe(rt, tokens, cursor.get("tokens", {}), cursor.get("pending", []))
     known = context.instance.get_dynamic_partitions(shard_partitions.name)

@@ -91,7 +91,7 @@ def test_sensor_requests_runs_only_when_the_policy_says_so(resource, corpus):
     assert held.run_requests == []  # debt far below what one run is worth at this budget
     assert json.loads(held.cursor)["pending"] == ["beta"]
 
-    due = tick(instance, resource, held.cursor, 1800)  # ample budget: due once the budget accrued a run
+    due = tick(instance, resource, held.cursor, 1800)  # ample budget, accrued for a run
     assert [r.partition_key for r in due.run_requests] == ["beta"]
     again = tick(instance, resource, held.cursor, 1800)
     assert again.run_requests[0].run_key == due.run_requests[0].run_key  # deduplicated
@@ -114,10 +114,11 @@ def test_the_sweep_is_off_by_default_and_asks_the_same_control_loop(resource):
     assert request.tags["dagster/asset_partition_range_end"] == "beta"
 
 
-def test_a_batched_run_embeds_several_shards_with_one_model_load(resource):
+def test_a_batched_run_gives_each_partition_its_own_counts_and_seconds(resource, corpus):
     from assets.jobs import reembed_job
     from freshness.state.runs import load_runs
 
+    (corpus / "alpha" / "plums.md").write_text("# Plums\n\nPlums are stone fruit.")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("shards", ["alpha", "beta"])
         job = dg.Definitions(assets=[source_changes, shard_embeddings], jobs=[reembed_job],
@@ -126,10 +127,18 @@ def test_a_batched_run_embeds_several_shards_with_one_model_load(resource):
             "dagster/asset_partition_range_start": "alpha",
             "dagster/asset_partition_range_end": "beta"})
         assert result.success
-        assert instance.get_materialized_partitions(dg.AssetKey("shard_embeddings")) == \
-            {"alpha", "beta"}
-    meta = result.asset_materializations_for_node("shard_embeddings")[0].metadata
-    assert meta["chunks_embedded"].value == 4
-    assert set(meta["per_shard"].value) == {"alpha", "beta"}
+        events = instance.fetch_materializations(dg.AssetKey("shard_embeddings"), limit=10)
+    meta = {e.asset_materialization.partition: e.asset_materialization.metadata
+            for e in events.records}
+    assert set(meta) == {"alpha", "beta"}
+    alpha, beta = meta["alpha"], meta["beta"]
+    assert (alpha["docs_added"].value, alpha["chunks_embedded"].value) == (3, 3)
+    assert (beta["docs_added"].value, beta["chunks_embedded"].value) == (2, 2)
     (run,) = load_runs(resource.runtime().store)  # one sync, one model load, both shards
-    assert run["shards"] == ["alpha", "beta"] and run["chunks_embedded"] == 4
+    assert run["shards"] == ["alpha", "beta"] and run["chunks_embedded"] == 5
+    seconds = {s: m["embed_seconds"].value for s, m in meta.items()}
+    assert seconds["alpha"] + seconds["beta"] == pytest.approx(run["embed_seconds"], abs=0.002)
+    assert seconds["alpha"] == pytest.approx(run["embed_seconds"] * 3 / 5, abs=0.001)
+    assert alpha["chunks_per_second"].value == pytest.approx(3 / seconds["alpha"], rel=0.05)
+    assert alpha["device"].value == "cpu" and alpha["run_shards"].value == 2
+    assert "all-MiniLM-L6-v2" in alpha["model"].value

@@ -9,11 +9,10 @@ from freshness.policy.planner import (
     ShardModel,
     is_due,
     learn_costs,
-    mean_objective,
-    optimal_frequencies,
     plan,
     staleness_debt,
 )
+from freshness.policy.reference import mean_objective, optimal_frequencies
 
 RATES = [1, 2, 3, 4, 5]
 

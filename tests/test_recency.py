@@ -9,7 +9,7 @@ import pytest
 
 from freshness.errors import SourceError
 from freshness.recency.logs import RETRIEVALS_SCHEMA
-from freshness.recency.report import BIN_RATIO, load_versions, recency_report, traffic_weights
+from freshness.recency.report import BIN_RATIO, load_versions, recency_report
 from freshness.state.manifest import HISTORY_SCHEMA, MANIFEST_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
 
@@ -164,8 +164,8 @@ def test_window_percentiles_scopes_and_traffic_weights(state, tmp_path):
     assert alpha["embedding_lag_p99_seconds"] == pytest.approx(1.7 * HOUR, rel=BIN_RATIO - 1)
     path = tmp_path / "retrievals.parquet"
     pq.write_table(table, path)
-    assert traffic_weights(path, versions, now=h(100), since=h(0), until=h(48)) == \
-        report.traffic_weights()
+    assert recency_report(path, versions, now=h(100), since=h(0),
+                          until=h(48)).traffic_weights() == report.traffic_weights()
 
 
 def test_shards_without_traffic_get_zero_weight_and_empty_input_works(state):

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from assets.recency import RequestLogsResource, recency, request_logs
+from assets.recency import recency, request_logs
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from assets.source_changes import source_changes
@@ -51,8 +51,8 @@ def resources(tmp_path) -> dict:
         [(1, OLD, "chat"), (3, OLD, "chat"), (6, NEW, "search"), (7, OTHER, "chat"),
          (30, NEW, "chat")])]  # the last one is the next day: outside this partition
     logs.write_text("\n".join(json.dumps(line) for line in lines) + "\n{broken\n")
-    return {"freshness": freshness, "request_logs": RequestLogsResource(
-        request_logs_path=str(tmp_path / "logs" / "{date}.jsonl"))}
+    return {"freshness": FreshnessResource(**{
+        **freshness.model_dump(), "request_logs_path": str(tmp_path / "logs" / "{date}.jsonl")})}
 
 
 def test_recency_materializes_a_day_with_metadata_and_parquet(resources, tmp_path):
@@ -84,7 +84,8 @@ def test_recency_materializes_a_day_with_metadata_and_parquet(resources, tmp_pat
 
 
 def test_unset_logs_path_fails_with_the_fix(resources):
-    resources["request_logs"] = RequestLogsResource()
+    resources["freshness"] = FreshnessResource(**{**resources["freshness"].model_dump(),
+                                                  "request_logs_path": None})
     with pytest.raises(dg.Failure, match="FRESHNESS_REQUEST_LOGS_PATH"):
         dg.materialize([recency], partition_key="2026-01-01", resources=resources,
                        instance=dg.DagsterInstance.ephemeral())
@@ -93,7 +94,7 @@ def test_unset_logs_path_fails_with_the_fix(resources):
 def test_definitions_with_recency_load():
     defs = dg.Definitions(
         assets=[source_changes, shard_embeddings, request_logs, recency],
-        resources={"freshness": FreshnessResource(), "request_logs": RequestLogsResource()})
+        resources={"freshness": FreshnessResource()})
     dg.Definitions.validate_loadable(defs)
     spec = defs.get_assets_def("recency")
     assert spec.partitions_def.start == datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -115,3 +116,42 @@ def test_histogram_cli_prints_json_and_text(resources, tmp_path, capsys):
     assert run(args, rt) == 0
     text = capsys.readouterr().out
     assert "stale-retrieval rate 25.0%" in text and "alpha" in text and "6-24h" in text
+
+
+def test_demo_churn_feeds_recency_today_and_the_shard_observations(tmp_path, embedder):
+    """The demo loop in one go: churn edits a doc and writes today's logs, `recency_today`
+    turns them into a plot and per-shard stale rates, the alert sensor observes them."""
+    from assets.recency import recency_today
+    from freshness.demo.corpus import write_corpus
+    from freshness.pipeline.sync import sync
+    from freshness.recency.report import shard_stale_rates
+    from sensors.alert_sensor import staleness_alert_sensor
+    from sensors.demo_churn_sensor import demo_churn_sensor
+
+    write_corpus(tmp_path / "corpus", docs_per_shard=1)
+    freshness = FreshnessResource(source_path=str(tmp_path / "corpus"),
+                                  state_root=str(tmp_path / "state"),
+                                  index_path=str(tmp_path / "qdrant"), device="cpu",
+                                  request_logs_path=str(tmp_path / "logs" / "{date}.jsonl"))
+    resources = {"freshness": freshness}
+    sync(freshness.runtime())
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("shards", ["api", "faq", "handbook", "runbooks"])
+
+    churn = demo_churn_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    (request,) = churn.run_requests
+    assert request.run_key.startswith("recency-today:")
+    result = dg.materialize([recency_today], resources=resources, instance=instance)
+    meta = result.asset_materializations_for_node("recency_today")[0].metadata
+    assert meta["served"].value > 0 and meta["stale_retrieval_rate"].value is not None
+    assert "data:image/png;base64," in meta["histogram"].value
+    rates = shard_stale_rates(freshness.runtime().store)
+    assert set(rates) == {"api", "faq", "handbook", "runbooks"}
+
+    alerts = staleness_alert_sensor(dg.build_sensor_context(
+        instance=instance, resources={"freshness": freshness}))
+    observed = {e.partition: e.metadata for e in alerts.asset_events}
+    assert set(observed) == set(rates)
+    for shard, values in observed.items():
+        assert values["stale_retrieval_rate"].value == pytest.approx(rates[shard], abs=1e-4)
+        assert 0.0 <= values["traffic_share"].value <= 1.0

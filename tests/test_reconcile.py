@@ -29,10 +29,24 @@ def test_planted_drift_is_found_and_repaired(corpus, tmp_path):
     by_shard = {c["shard"]: c for c in report["checked"]}
     assert by_shard["alpha"]["points_missing"] == 1 and by_shard["alpha"]["points_orphan"] == 1
     assert by_shard["beta"]["payload_mismatch"] == 1
-    assert not index_matches_manifests(freshness).passed
+    failed = index_matches_manifests(freshness)
+    assert not failed.passed and failed.metadata["drifted_shards"].value == ["alpha", "beta"]
 
     result = repair_index_job.execute_in_process(resources={"freshness": freshness})
     assert result.success
     assert result.output_for_node("repair_index")["repaired"] is True
     assert reconcile(rt)["drifted_shards"] == []
     assert index_matches_manifests(freshness).passed
+
+
+def test_pending_source_changes_are_lag_not_drift(corpus, tmp_path):
+    freshness = FreshnessResource(source_path=str(corpus), state_root=str(tmp_path / "state"),
+                                  index_path=str(tmp_path / "qdrant"), device="cpu")
+    sync(freshness.runtime())
+    (corpus / "alpha" / "pears.md").write_text("# Pears\n\nPears ripen off the tree.")
+    (corpus / "beta" / "kites.md").write_text("# Kites\n\nKites fly in the wind.")
+    check = index_matches_manifests(freshness)
+    assert check.passed and check.metadata["drifted_shards"].value == []
+    rows = {r.data["shard"]: r.data for r in check.metadata["shards"].value.records}
+    assert rows["alpha"]["pending_docs_lag"] == 1
+    assert rows["beta"]["level"] == "OK"

@@ -93,7 +93,7 @@ def test_duplicate_ids_and_unsafe_shards_in_a_table_source(tmp_path, make_runtim
     sync(rt)
     rows += [{"doc_id": "b", "shard": "s1", "content": "Beta again."},
              {"doc_id": "x", "shard": "../x", "content": "escape"},
-             {"doc_id": "y", "shard": "with space", "content": "spaced"}]
+             {"doc_id": "y", "shard": "ctl\x07name", "content": "bell"}]
     pq.write_table(pa.Table.from_pylist(rows), path)
     rt2 = make_runtime(source=TableSource.from_parquet(path))
     result = sync(rt2)
@@ -152,3 +152,20 @@ def test_model_change_builds_a_new_collection_then_swaps_the_alias(corpus, make_
     assert done.alias_switched and new.serving_collection() == new.collection
     hit = search(new, "boats", limit=1).hits[0]
     assert hit.payload["model_revision"] == "v2-test"
+
+
+def test_old_collections_beyond_keep_are_dropped_after_a_swap(corpus, make_runtime, tmp_path):
+    v1 = make_runtime(corpus, keep_old_collections=1)
+    sync(v1)
+    v1.index.ensure_collection("someone-elses", 4)  # not ours: never a candidate
+    v2 = make_runtime(corpus, model_revision="v2-test", keep_old_collections=1)
+    assert sync(v2).alias_switched
+    assert {v1.collection, v2.collection} <= set(v2.index.collections())  # v1 kept (rollback)
+    v3 = make_runtime(corpus, model_revision="v3-test", keep_old_collections=1)
+    assert sync(v3).alias_switched
+    remaining = set(v3.index.collections())
+    assert v1.collection not in remaining and {v2.collection, v3.collection} <= remaining
+    assert "someone-elses" in remaining
+    assert not (tmp_path / "state" / "collections" / v1.collection).exists()
+    assert (tmp_path / "state" / "collections" / v2.collection).exists()
+    assert search(v3, "boats", limit=1).hits[0].payload["model_revision"] == "v3-test"

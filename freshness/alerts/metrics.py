@@ -1,10 +1,10 @@
-"""Per-shard freshness gauges for Prometheus: a node-exporter text file or a tiny endpoint."""
+"""Per-shard freshness gauges for Prometheus, written for the node exporter's textfile collector."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Gauge, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from freshness.alerts.staleness import ShardStaleness
 
@@ -43,6 +43,23 @@ def write_textfile(evaluations: list[ShardStaleness], now: datetime, path: str) 
     write_to_textfile(path, registry_for(evaluations, now))
 
 
-def serve(port: int, registry: CollectorRegistry) -> None:
-    """Expose a registry on http://0.0.0.0:port/metrics (background thread)."""
-    start_http_server(port, registry=registry)
+def shard_readings(evaluations: list[ShardStaleness], latest_rates: dict[str, dict],
+                   stale_rates: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+    """Per shard, the numbers worth plotting over time: change rate, pending age and docs,
+    stale level, traffic weight and exposure, and the measured stale-retrieval rate."""
+    readings = {}
+    for e in evaluations:
+        values: dict[str, float] = {
+            "pending_docs": e.pending_docs, "pending_age_seconds": round(e.pending_age_seconds, 1),
+            "stale_level": int(e.level), "traffic_weight": round(e.traffic_weight, 4),
+            "exposure_seconds": round(e.exposure_seconds, 1)}
+        rate = latest_rates.get(e.shard)
+        if rate:
+            values["change_rate_per_doc_day"] = round(rate["rate_per_doc_day"], 6)
+            values["changes_last_poll"] = rate["changed"]
+        if e.traffic_share is not None:
+            values["traffic_share"] = round(e.traffic_share, 4)
+        if stale_rates and stale_rates.get(e.shard) is not None:
+            values["stale_retrieval_rate"] = round(stale_rates[e.shard], 4)
+        readings[e.shard] = values
+    return readings

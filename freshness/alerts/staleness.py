@@ -1,15 +1,24 @@
-"""Per-shard staleness levels against SLAs: OK, WARN (part of the SLA used up), ERROR."""
+"""Per-shard staleness levels against SLAs: OK, WARN (part of the SLA used up), ERROR.
+
+Severity follows stale-retrieval exposure, not age alone: a shard's pending age is weighted
+by how much it is read relative to an average shard (traffic share × number of shards, from
+the request logs). A shard read like the average alerts at its SLA; one read twice as much
+at half of it; one nobody reads at SLA / `traffic_floor`. Without request logs every weight
+is 1 (age alone).
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import IntEnum
 
 import pyarrow as pa
 
+from freshness.config import Settings
 from freshness.util.timeutil import as_utc, iso
+
+DEFAULT_SLA_HOURS = 24.0  # alerts' SLA when max_staleness_hours is unset
 
 
 class Level(IntEnum):
@@ -22,21 +31,27 @@ class Level(IntEnum):
 class SlaConfig:
     """How long a source change may wait before its shard is stale."""
 
-    sla_hours: float = 24.0
+    sla_hours: float = DEFAULT_SLA_HOURS
     warn_fraction: float = 0.5  # WARN once this share of the SLA has passed
-    max_embed_age_hours: float | None = None  # ERROR if changes wait and no embed for this long
     per_shard_hours: dict[str, float] = field(default_factory=dict)
+    traffic_floor: float = 0.25  # lowest traffic weight: an unread shard alerts at SLA / this
 
     def sla_seconds(self, shard: str) -> float:
         return self.per_shard_hours.get(shard, self.sla_hours) * 3600
 
     @classmethod
-    def from_settings(cls, sla_hours: float | None, per_shard_json: str | None = None,
-                      warn_fraction: float = 0.5) -> SlaConfig:
-        """SLA from settings; `per_shard_json` is e.g. '{"linux": 6, "osx": 48}' (hours)."""
-        per_shard = json.loads(per_shard_json) if per_shard_json else {}
-        return cls(sla_hours or 24.0, warn_fraction, None,
-                   {k: float(v) for k, v in per_shard.items()})
+    def from_settings(cls, settings: Settings) -> SlaConfig:
+        """The SLA the policy plans with (`max_staleness_hours`, 24 h when unset), per-shard
+        overrides (`per_shard_sla_hours`), the WARN fraction and the traffic floor."""
+        return cls(settings.max_staleness_hours or DEFAULT_SLA_HOURS,
+                   settings.alert_warn_fraction,
+                   {k: float(v) for k, v in settings.per_shard_sla().items()},
+                   settings.alert_traffic_floor)
+
+    def traffic_weight(self, share: float | None, shards: int) -> float:
+        """How much a shard is read relative to an average shard (1.0 when unknown), never
+        below the floor, so that a shard nobody reads still alerts, later."""
+        return 1.0 if share is None else max(self.traffic_floor, share * shards)
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,8 @@ class ShardStaleness:
     sla_seconds: float
     last_embedded_at: datetime | None
     traffic_share: float | None
+    traffic_weight: float = 1.0
+    exposure_seconds: float = 0.0  # pending age × traffic weight: what the SLA is held to
 
     def as_dict(self) -> dict:
         value = asdict(self)
@@ -61,23 +78,24 @@ class ShardStaleness:
 
 def evaluate(status: pa.Table, config: SlaConfig, now: datetime,
              shares: dict[str, float] | None = None) -> list[ShardStaleness]:
-    """Levels for every shard of a status table (freshness.state.status.shard_status)."""
-    result = []
-    for row in status.to_pylist():
+    """Levels for every shard of a status table (freshness.state.status.shard_status);
+    `shares` are the shards' traffic shares (None: no request logs analysed yet)."""
+    result, rows = [], status.to_pylist()
+    for row in rows:
         shard, sla = row["shard"], config.sla_seconds(row["shard"])
         oldest, embedded = as_utc(row["oldest_pending_change"]), as_utc(row["last_embedded_at"])
         age = (now - oldest).total_seconds() if oldest and row["pending_docs"] else 0.0
+        share = None if shares is None else shares.get(shard, 0.0)
+        weight = config.traffic_weight(share, len(rows))
+        exposure = age * weight
+        waited = f"oldest pending change waited {age / 3600:.2f} h" + (
+            "" if share is None else f" at traffic weight {weight:.2f} ({share:.1%} of reads)")
         level, reason = Level.OK, "no change waiting longer than its SLA allows"
-        if age >= sla:
-            level, reason = Level.ERROR, f"oldest pending change waited {age / 3600:.2f} h " \
-                f"(SLA {sla / 3600:.2f} h)"
-        elif age >= config.warn_fraction * sla:
-            level, reason = Level.WARN, f"oldest pending change waited {age / 3600:.2f} h, " \
-                f"over {config.warn_fraction:.0%} of the {sla / 3600:.2f} h SLA"
-        if (config.max_embed_age_hours and row["pending_docs"] and embedded
-                and (now - embedded).total_seconds() >= config.max_embed_age_hours * 3600):
-            level, reason = Level.ERROR, f"changes pending and last embed was " \
-                f"{(now - embedded).total_seconds() / 3600:.2f} h ago"
+        if exposure >= sla:
+            level, reason = Level.ERROR, f"{waited}: past the {sla / 3600:.2f} h SLA"
+        elif exposure >= config.warn_fraction * sla:
+            level, reason = Level.WARN, f"{waited}: over {config.warn_fraction:.0%} of the " \
+                f"{sla / 3600:.2f} h SLA"
         result.append(ShardStaleness(shard, level, reason, int(row["pending_docs"]), age, sla,
-                                     embedded, (shares or {}).get(shard)))
+                                     embedded, share, weight, exposure))
     return result

@@ -132,6 +132,9 @@ def cmd_search(args: argparse.Namespace, rt: Runtime) -> int:
               f"       {text[:160]}")
     for shard in result.skipped_shards:
         print(f"warning: shard {shard} was busy (a sync holds it) and was not searched")
+    if not result.hits:
+        print(f"no results: collection {result.collection} holds no chunk"
+              + (f" in shard(s) {', '.join(args.shard)}" if args.shard else ""))
     return 0
 
 

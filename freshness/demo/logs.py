@@ -145,6 +145,6 @@ def write_demo_logs(state: ShardStateStore, path: str | Path, n_requests: int = 
         raise FreshnessError(f"collection {state.collection!r} has no indexed chunks yet: run "
                          "`freshness sync` before generating demo logs")
     first = min(versions["embedded_at"].to_pylist())
-    end = end or utc_now()
-    start = start or min(first, end - timedelta(days=1))
+    end = end or utc_now()  # nothing can be retrieved before the first embedding
+    start = max(as_utc(start), first) if start else min(first, end - timedelta(days=1))
     return write_jsonl(requests_from_versions(versions, start, end, n_requests, seed=seed), path)

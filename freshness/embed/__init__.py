@@ -1,1 +1,1 @@
-"""embed"""
+"""Model identity (name, revision, limits), token-aware chunking, and the embedding backends."""

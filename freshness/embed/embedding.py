@@ -9,17 +9,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from freshness.embed.base import EmbeddingBackend, ProgressFn
 from freshness.embed.models import ModelSpec
 from freshness.util.faults import fault_point
 
-ProgressFn = Callable[[int, int, float], None]
 _MODELS: dict[tuple, object] = {}
 _LOCK = threading.Lock()
-BLOCK_SIZE = int(os.environ.get("FRESHNESS_EMBED_BLOCK_SIZE", "2048"))  # tests: small
+BLOCK_SIZE = 2048  # chunks per encode call (Settings.embed_block_size)
 
 
 def resolve_device(requested: str = "auto") -> str:
@@ -57,19 +57,26 @@ def load_model(spec: ModelSpec, device: str = "auto"):
         return _MODELS[key]
 
 
-class Embedder:
-    """Turns chunk texts into normalized vectors, reporting progress per block."""
+class Embedder(EmbeddingBackend):
+    """In-process sentence-transformers: normalized vectors, progress reported per block."""
 
     def __init__(self, spec: ModelSpec, device: str = "auto", batch_size: int = 64,
                  block_size: int = BLOCK_SIZE) -> None:
-        self.spec = spec
+        self._spec = spec
         self.requested_device = device
         self.batch_size = batch_size
         self.block_size = max(block_size, batch_size)
 
     @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    @property
     def model(self):
         return load_model(self.spec, self.requested_device)
+
+    def warm(self) -> None:
+        _ = self.model
 
     @property
     def device(self) -> str:

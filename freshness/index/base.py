@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-UPSERT_BATCH = int(os.environ.get("FRESHNESS_UPSERT_BATCH", "1000"))  # tests: small
+UPSERT_BATCH = 1000  # points per request (Settings.upsert_batch)
 
 
 @dataclass

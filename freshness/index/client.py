@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from freshness.errors import FreshnessError
-from freshness.index.base import Hit, PointRecord, SearchResult, batched
+from freshness.index.base import UPSERT_BATCH, Hit, PointRecord, SearchResult, batched
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class ClientShardSession:
     def upsert(self, points: Sequence[PointRecord]) -> None:
         from qdrant_client import models
 
-        for batch in batched(points):
+        for batch in batched(points, self.index.upsert_batch):
             structs = [models.PointStruct(id=p.id, payload=p.payload,
                                           vector=np.asarray(p.vector, np.float32).tolist())
                        for p in batch]
@@ -100,14 +100,14 @@ class ClientShardSession:
 
         operations = [models.SetPayloadOperation(set_payload=models.SetPayload(
             payload=payload, points=[point_id])) for point_id, payload in updates.items()]
-        for batch in batched(operations):
+        for batch in batched(operations, self.index.upsert_batch):
             self.index.call(lambda b=batch: self.index.client.batch_update_points(
                 self.collection, update_operations=list(b), wait=True), "set_payload")
 
     def delete(self, ids: Iterable[str]) -> None:
         from qdrant_client import models
 
-        for batch in batched(list(ids)):
+        for batch in batched(list(ids), self.index.upsert_batch):
             selector = models.PointIdsList(points=list(batch))
             self.index.call(lambda s=selector: self.index.client.delete(
                 self.collection, points_selector=s, wait=True), "delete")
@@ -125,7 +125,7 @@ class ClientShardSession:
 
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
-        for batch in batched(list(ids)):
+        for batch in batched(list(ids), self.index.upsert_batch):
             records = self.index.call(lambda b=batch: self.index.client.retrieve(
                 self.collection, ids=list(b), with_payload=True, with_vectors=False), "retrieve")
             found.update({str(r.id): dict(r.payload or {}) for r in records})
@@ -139,7 +139,7 @@ class ClientIndex:
                  path: str | None = None, prefer_grpc: bool = False, timeout_s: int = 30,
                  retries: int = 6, backoff_s: float = 1.0, client=None,
                  grpc_port: int = 6334, replication_factor: int | None = None,
-                 shard_number: int | None = None) -> None:
+                 shard_number: int | None = None, upsert_batch: int = UPSERT_BATCH) -> None:
         from qdrant_client import QdrantClient
 
         if client is not None:
@@ -153,6 +153,7 @@ class ClientIndex:
             self.client = QdrantClient(path=path)
         self.retries, self.backoff_s = retries, backoff_s
         self.replication_factor, self.shard_number = replication_factor, shard_number
+        self.upsert_batch = upsert_batch
 
     def call(self, fn: Callable[[], T], what: str) -> T:
         return _retrying(fn, what, self.retries, self.backoff_s)

@@ -20,9 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from freshness.errors import IndexBusyError, StateError
-from freshness.index.base import Hit, PointRecord, SearchResult, batched, merge_hits
+from freshness.index.base import (
+    UPSERT_BATCH,
+    Hit,
+    PointRecord,
+    SearchResult,
+    batched,
+    merge_hits,
+)
 from freshness.util.faults import fault_point
-from freshness.util.shard_names import is_valid_shard_name
+from freshness.util.shard_names import is_valid_shard_name, shard_from_segment, shard_segment
 
 SCROLL_PAGE = 10_000
 
@@ -35,13 +42,14 @@ def _busy(exc: Exception) -> bool:
 class EdgeShardSession:
     """Operations on one open edge shard."""
 
-    def __init__(self, shard) -> None:
+    def __init__(self, shard, upsert_batch: int = UPSERT_BATCH) -> None:
         self._shard = shard
+        self.upsert_batch = upsert_batch
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         from qdrant_edge import Point, UpdateOperation
 
-        for batch in batched(points):
+        for batch in batched(points, self.upsert_batch):
             self._shard.update(UpdateOperation.upsert_points(
                 [Point(id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(),
                        payload=p.payload) for p in batch]
@@ -57,7 +65,7 @@ class EdgeShardSession:
     def delete(self, ids: Iterable[str]) -> None:
         from qdrant_edge import UpdateOperation
 
-        for batch in batched(list(ids)):
+        for batch in batched(list(ids), self.upsert_batch):
             self._shard.update(UpdateOperation.delete_points(list(batch)))
 
     def point_ids(self) -> set[str]:
@@ -76,7 +84,7 @@ class EdgeShardSession:
 
     def retrieve(self, ids: Sequence[str]) -> dict[str, dict]:
         found: dict[str, dict] = {}
-        for batch in batched(list(ids)):
+        for batch in batched(list(ids), self.upsert_batch):
             for record in self._shard.retrieve(list(batch), True, False):
                 found[str(record.id)] = dict(record.payload or {})
         return found
@@ -94,19 +102,21 @@ class EdgeShardSession:
 class EdgeIndex:
     """Collections as folders of edge shards under `root`."""
 
-    def __init__(self, root: str | Path, lock_timeout_s: float = 120.0) -> None:
+    def __init__(self, root: str | Path, lock_timeout_s: float = 120.0,
+                 upsert_batch: int = UPSERT_BATCH) -> None:
         self.root = Path(root).absolute()
         self.lock_timeout_s = lock_timeout_s
+        self.upsert_batch = upsert_batch
 
     def _collection_dir(self, collection: str) -> Path:
         if not is_valid_shard_name(collection):
             raise StateError(f"unsafe collection name {collection!r}")
-        return self.root / "collections" / collection
+        return self.root / "collections" / shard_segment(collection)
 
     def _shard_dir(self, collection: str, shard: str) -> Path:
         if not is_valid_shard_name(shard):
             raise StateError(f"unsafe shard name {shard!r}: refusing to touch the index")
-        return self._collection_dir(collection) / shard
+        return self._collection_dir(collection) / shard_segment(shard)
 
     def ensure_collection(self, collection: str, dim: int) -> None:
         meta = self._collection_dir(collection) / "collection.json"
@@ -167,7 +177,7 @@ class EdgeIndex:
         path = self._shard_dir(collection, shard)
         handle = self._open(path, self._dim(collection), True, self.lock_timeout_s)
         try:
-            yield EdgeShardSession(handle)
+            yield EdgeShardSession(handle, self.upsert_batch)
             handle.flush()
         finally:
             handle.close()
@@ -186,7 +196,7 @@ class EdgeIndex:
         folder = self._collection_dir(collection)
         if not folder.exists():
             return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir())
+        return sorted(shard_from_segment(p.name) for p in folder.iterdir() if p.is_dir())
 
     def search(self, target: str, vector: np.ndarray, limit: int = 5,
                shards: Sequence[str] | None = None) -> SearchResult:

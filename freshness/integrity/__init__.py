@@ -1,1 +1,3 @@
-"""integrity"""
+"""Checks and fixes: verify (index == manifests == source), reconcile, repair, step-by-step replay
+check.
+"""

@@ -21,7 +21,9 @@ def reconcile(rt: Runtime, shards: Sequence[str] | None = None, repair: bool = F
     checks = verify(rt, shards, deep=False, sample=sample)
     drifted = [c for c in checks if not c.ok]
     report: dict = {"checked": [c.as_dict() for c in checks],
-                    "drifted_shards": [c.shard for c in drifted], "repaired": False}
+                    "drifted_shards": [c.shard for c in drifted],
+                    "index_drifted_shards": [c.shard for c in checks if c.index_drift],
+                    "repaired": False}
     if repair and drifted:
         for check in drifted:
             _delete_wrong_points(rt, check)

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from freshness.errors import StateError
 from freshness.runtime import Runtime
+from freshness.state import layout
 from freshness.state.lease import ShardLease
 from freshness.state.manifest import MANIFEST_SCHEMA
 from freshness.util.shard_names import shard_name_problem
@@ -28,7 +29,7 @@ LOAD_ERRORS = (StateError, KeyError, ValueError, TypeError, NotImplementedError)
 
 
 def _folder(rt: Runtime, shard: str) -> tuple[str, ...]:
-    return ("collections", rt.collection, "shards", shard)
+    return layout.shard_dir(rt.collection, shard)
 
 
 def manifest_problem(rt: Runtime, shard: str) -> str | None:
@@ -42,14 +43,14 @@ def manifest_problem(rt: Runtime, shard: str) -> str | None:
 
 def broken_shards(rt: Runtime) -> list[str]:
     """Shards of the configured collection whose manifest does not load."""
-    names = rt.store.list_dir("collections", rt.collection, "shards")
+    names = rt.shard_state().shard_folders()
     return [s for s in names if shard_name_problem(s) is None and manifest_problem(rt, s)]
 
 
 def _previous(rt: Runtime, shard: str) -> tuple[dict, int]:
     """(readable old manifest info or {}, highest version seen in manifest or chunk files)."""
     try:
-        info = rt.store.read_json(*_folder(rt, shard), "manifest.json") or {}
+        info = rt.store.read_json(*_folder(rt, shard), layout.MANIFEST_FILE) or {}
     except StateError:
         info = {}
     versions = [0]
@@ -128,7 +129,7 @@ def _repair(rt: Runtime, shard: str) -> dict:
         "last_run": {},
     }
     rt.store.write_table(chunks, *_folder(rt, shard), chunks_file)
-    rt.store.write_json(info, *_folder(rt, shard), "manifest.json")
+    rt.store.write_json(info, *_folder(rt, shard), layout.MANIFEST_FILE)
     return {"shard": shard, "collection": rt.collection, "version": version,
             "points": len(ids), "chunks": len(rows), "docs": info["docs"],
             "points_without_lineage": len(skipped), "was_broken": was_broken}

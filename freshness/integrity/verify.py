@@ -32,12 +32,18 @@ class ShardCheck:
     mismatched_point_ids: list[str] = field(default_factory=list, repr=False)
 
     @property
+    def index_drift(self) -> bool:
+        """Qdrant disagrees with the manifest: missing, orphan or wrong-model/hash points.
+        Source changes not yet embedded (docs_missing/stale/extra) are lag, not drift."""
+        return bool(self.points_missing or self.points_orphan or self.payload_mismatch)
+
+    @property
     def ok(self) -> bool:
         return not (self.docs_missing or self.docs_stale or self.docs_extra or self.points_missing
                     or self.points_orphan or self.payload_mismatch or self.chunks_not_current)
 
     def as_dict(self) -> dict:
-        value = {**asdict(self), "ok": self.ok}
+        value = {**asdict(self), "ok": self.ok, "index_drift": self.index_drift}
         value.pop("mismatched_point_ids")
         return value
 

@@ -15,9 +15,7 @@ from freshness.sources.base import Discovery
 from freshness.state.manifest import PENDING_DOCS_SCHEMA
 from freshness.state.rate_history import RateHistory
 from freshness.util.duck import registered
-from freshness.util.timeutil import as_utc, iso
-
-DAY = 86400.0
+from freshness.util.timeutil import DAY_S, as_utc, iso
 
 
 @dataclass
@@ -46,7 +44,7 @@ class PendingSummary:
 
     def pending_doc_days(self, now: datetime) -> float:
         """Sum over pending docs of the days each has waited (staleness debt, unweighted)."""
-        return max(0.0, self.pending_docs * now.timestamp() / DAY - self.pending_since_sum_days)
+        return max(0.0, self.pending_docs * now.timestamp() / DAY_S - self.pending_since_sum_days)
 
     @classmethod
     def from_dict(cls, value: dict) -> PendingSummary:
@@ -95,8 +93,8 @@ def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSu
                              state.read_pending_docs(shard) if same_version else None)
     state.write_pending_docs(shard, pending)
     oldest = pc.min(pending["since"]).as_py() if pending.num_rows else None
-    newest = pc.max(listing.docs["updated_at"]).as_py() if listing.docs.num_rows else None
-    since = [t.timestamp() / DAY for t in pending["since"].to_pylist()]
+    newest = pc.max(pending["since"]).as_py() if pending.num_rows else None  # content only
+    since = [t.timestamp() / DAY_S for t in pending["since"].to_pylist()]
     summary = PendingSummary(
         shard, counts["added"], counts["modified"], counts["deleted"], counts["unchanged"],
         len(listing.skips), listing.complete, listing.scanned_at, manifest.version,
@@ -111,7 +109,7 @@ def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSu
 def detect(rt: Runtime, shards: Sequence[str] | None = None
            ) -> tuple[Discovery, list[PendingSummary]]:
     """Discover shards and record what is pending in each."""
-    getattr(rt.source, "refresh", lambda: None)()  # optional in the Source protocol
+    rt.source.refresh()
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
     return discovery, [detect_shard(rt, s) for s in targets]

@@ -10,7 +10,7 @@ Point ids are deterministic, so a rerun after a crash re-finds what was already 
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import time
 from collections import Counter
@@ -26,12 +26,15 @@ import pyarrow.compute as pc
 from freshness.errors import FreshnessError
 from freshness.index.base import PointRecord
 from freshness.pipeline.diff import ChunkPlan, damaged_docs, diff_docs, plan_chunks
+from freshness.pipeline.retention import record_swap_and_prune
 from freshness.runtime import Runtime
 from freshness.sources.base import Listing, Skip
 from freshness.state.lease import run_leased
 from freshness.state.manifest import ShardManifest
 from freshness.state.runs import record_run
+from freshness.util.arrow import replace_column
 from freshness.util.faults import fault_point
+from freshness.util.hashing import doc_hash
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import as_utc, iso, utc_now
 
@@ -50,6 +53,7 @@ class ShardResult:
     skips: list[Skip] = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
     info: dict = field(default_factory=dict)
+    embed_seconds: float = 0.0  # its share of the run's embedding time (by chunks embedded)
 
 
 @dataclass
@@ -64,6 +68,7 @@ class SyncResult:
     embed_seconds: float
     wall_seconds: float
     model_load_seconds: float = 0.0
+    device: str | None = None  # where the chunks were embedded (None: nothing embedded)
 
     @property
     def ok(self) -> bool:
@@ -104,6 +109,8 @@ class _Work:
     manifest: ShardManifest
     plan: ChunkPlan
     counts: Counter
+    changed_at: datetime | None = None  # newest update time of a doc whose content changed
+    doc_lineage: dict[str, dict] = field(default_factory=dict)  # doc_id -> source metadata
 
 
 def _present_points(rt: Runtime, manifest: ShardManifest, changes: pa.Table,
@@ -127,18 +134,19 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
     manifest = rt.shard_state().load(shard)
     changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
     present = _present_points(rt, manifest, changes, now, check_index)
+    edited = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
+    changed_at = pc.max(edited["updated_at"]).as_py() if edited.num_rows else None
     unchanged = manifest.chunks.filter(pc.is_in(
         manifest.chunks["doc_id"],
         changes.filter(pc.equal(changes["change"], "unchanged"))["doc_id"]))
     damaged = damaged_docs(unchanged, present)
     if damaged:
-        changes = changes.set_column(1, "change", pc.if_else(
+        changes = replace_column(changes, "change", pc.if_else(
             pc.is_in(changes["doc_id"], pa.array(sorted(damaged), pa.string())),
             "modified", changes["change"]))
     to_read = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
     docs = rt.source.read(shard, to_read["doc_id"].to_pylist())
-    doc_hashes = [hashlib.md5(t.encode("utf-8")).hexdigest()
-                  for t in docs["content"].to_pylist()]
+    doc_hashes = [doc_hash(t) for t in docs["content"].to_pylist()]
     doc_meta = pa.table({"doc_id": docs["doc_id"], "doc_hash": pa.array(doc_hashes, pa.string()),
                          "updated_at": docs["updated_at"]})
     new_chunks = rt.chunker.chunk_docs(docs)
@@ -159,15 +167,28 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
         docs_total=len(set(plan.next_chunks["doc_id"].to_pylist())),
         chunks_total=plan.next_chunks.num_rows,
     )
-    return _Work(shard, listing, manifest, plan, counts)
+    lineage = {d: _lineage(m) for d, m in zip(docs["doc_id"].to_pylist(),
+                                              docs["metadata"].to_pylist())}
+    return _Work(shard, listing, manifest, plan, counts, changed_at, lineage)
 
 
-def _payload(row: dict, shard: str, rt: Runtime, now: datetime) -> dict:
+def _lineage(metadata: str | None) -> dict:
+    """The source's metadata of a doc as read (path, commit, table columns...), for payloads."""
+    try:
+        value = json.loads(metadata) if metadata else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _payload(row: dict, shard: str, rt: Runtime, now: datetime,
+             source: dict | None = None) -> dict:
     return {
         "doc_id": row["doc_id"], "shard": shard, "chunk_index": row["chunk_index"],
         "text": row["text"], "content_hash": row["content_hash"],
         "source_updated_at": iso(row["source_updated_at"]), "embedded_at": iso(now),
         "model": rt.model_spec.name, "model_revision": rt.model_spec.revision,
+        "source": source or {},
     }
 
 
@@ -178,7 +199,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
     if touches_index:
         rt.index.ensure_collection(rt.collection, int(vectors.shape[1]) if len(rows)
                                    else rt.embedder.dim)
-        points = [PointRecord(r["point_id"], vectors[i], _payload(r, work.shard, rt, now))
+        points = [PointRecord(r["point_id"], vectors[i],
+                              _payload(r, work.shard, rt, now, work.doc_lineage.get(r["doc_id"])))
                   for i, r in enumerate(rows)]
         with rt.index.open_shard(rt.collection, work.shard) as session:
             session.upsert(points)
@@ -186,8 +208,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
                                  for r in plan.payload_updates.to_pylist()})
             session.delete(plan.orphans)
     fault_point("before_manifest")
-    chunks = plan.next_chunks.set_column(
-        7, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
+    chunks = replace_column(
+        plan.next_chunks, "embedded_at", pc.fill_null(plan.next_chunks["embedded_at"],
                                        pa.scalar(now, pa.timestamp("us", "UTC"))))
     adopted = pc.any(pc.is_null(plan.next_chunks["embedded_at"])).as_py()  # a crashed run's
     info = _shard_info(work, now, bool(touches_index or plan.retired.num_rows or adopted))
@@ -201,8 +223,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
 def _shard_info(work: _Work, now: datetime, index_changed: bool) -> dict:
     previous = work.manifest.info
     seen = [previous.get("last_source_change_seen")]
-    if work.listing.docs.num_rows:
-        seen.append(iso(pc.max(work.listing.docs["updated_at"]).as_py()))
+    if work.changed_at:  # content changes only: a touch or checkout moves no timestamp
+        seen.append(iso(work.changed_at))
     if work.counts.get("docs_deleted"):
         seen.append(iso(work.listing.scanned_at))
     return {
@@ -229,7 +251,7 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     """
     logger = logger or log
     started, now = time.perf_counter(), now or utc_now()
-    getattr(rt.source, "refresh", lambda: None)()  # optional in the Source protocol
+    rt.source.refresh()
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
     results: dict[str, ShardResult] = {}
@@ -254,15 +276,16 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     texts = [t for w in work for t in w.plan.to_embed["text"].to_pylist()]
     load_started = time.perf_counter()
     if texts:
-        _ = rt.embedder.model  # load (or reuse) the model outside the embedding timer
+        rt.embedder.warm()  # load the model (or check the endpoint) outside the embedding timer
     model_load_seconds = time.perf_counter() - load_started
-    embed_started = time.perf_counter()
+    embed_started, tokens_before = time.perf_counter(), rt.embedder.tokens_used
     vectors = _embed(rt, texts, progress, logger)
     embed_seconds = time.perf_counter() - embed_started if texts else 0.0
 
     offset = 0
     for item in work:
         n = item.plan.to_embed.num_rows
+        results[item.shard].embed_seconds = embed_seconds * n / len(texts) if texts else 0.0
         try:
             results[item.shard].info = run_leased(  # one run at a time per shard
                 rt.store, rt.collection, item.shard, item.manifest.version,
@@ -274,12 +297,16 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
         offset += n
 
     switched = maybe_switch_alias(rt, discovery.shards)
+    device = rt.embedder.device if texts else None
+    tokens = (rt.embedder.tokens_used - tokens_before) or \
+        sum(pc.sum(w.plan.to_embed["n_tokens"]).as_py() or 0 for w in work)
     record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
-               model_load_seconds, time.perf_counter() - started,
-               rt.embedder.device if texts else None)
+               model_load_seconds, time.perf_counter() - started, device, tokens=tokens,
+               cost_unit=rt.settings.cost_unit,
+               usd_per_million_tokens=rt.settings.usd_per_million_tokens)
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),
                       discovery.skips, embed_seconds, time.perf_counter() - started,
-                      model_load_seconds)
+                      model_load_seconds, device)
 
 
 def _embed(rt: Runtime, texts: list[str], progress: ProgressFn | None,
@@ -314,4 +341,5 @@ def maybe_switch_alias(rt: Runtime, shards: Sequence[str]) -> bool:
         return False
     rt.index.set_alias(alias, target)
     log.info("alias %s now points to %s (was %s)", alias, target, current)
+    record_swap_and_prune(rt, current, rt.settings.keep_old_collections)
     return True

@@ -25,9 +25,9 @@ from freshness.state.rate_history import RateHistory
 from freshness.state.runs import load_runs
 from freshness.state.store import StateStore
 from freshness.state.traffic import Traffic, read_traffic, traffic_shares
+from freshness.util.timeutil import DAY_S as DAY
 from freshness.util.timeutil import as_utc
 
-DAY = 86400.0
 __all__ = ["CadenceDecision", "ShardVerdict", "decide", "decide_for", "observe",
            "traffic_shares"]
 

@@ -32,8 +32,8 @@ import pyarrow as pa
 from freshness.policy.control import LoopConfig, LoopInputs, LoopPlan, decide, plan_threshold
 from freshness.policy.planner import CostModel
 from freshness.state.traffic import TOP_K
+from freshness.util.timeutil import DAY_S
 
-DAY_S = 86400.0
 POLICIES = ("adaptive", "adaptive-causal", "uniform", "proportional", "threshold", "oracle",
             "immediate")
 BASELINES = ("uniform", "proportional", "threshold")

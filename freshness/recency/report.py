@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from freshness.errors import SourceError
 from freshness.recency.logs import RETRIEVALS_SCHEMA, LogIngest, read_request_logs
+from freshness.state import layout
 from freshness.state.manifest import HISTORY_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
 from freshness.util.timeutil import as_utc, utc_now
@@ -263,19 +264,11 @@ def _aggregate(cube: pa.Table, versions: pa.Table, rows: pa.Table | None) -> Rec
     return RecencyReport(counts, summary, histogram, rows)
 
 
-def traffic_weights(retrievals: pa.Table | str | Path, versions: pa.Table, *,
-                    since: datetime | None = None, until: datetime | None = None,
-                    now: datetime | None = None) -> dict[str, float]:
-    """Each shard's share of the served retrievals in a window, for a re-embedding policy."""
-    return recency_report(retrievals, versions, now=now, since=since,
-                          until=until).traffic_weights()
-
-
 def write_day(store: StateStore, state: ShardStateStore, logs: str | Path | list[str],
               start: datetime, end: datetime,
               now: datetime | None = None) -> tuple[RecencyReport, LogIngest, str]:
     """Recency of the requests in [start, end), as Parquet under recency/day=<start date>/."""
-    folder = ("recency", f"day={as_utc(start).date().isoformat()}")
+    folder = layout.recency_day_dir(as_utc(start).date().isoformat())
     with tempfile.TemporaryDirectory(prefix="freshness-logs-") as tmp:
         ingest = read_request_logs(logs, Path(tmp) / "quarantine.jsonl")
         if ingest.quarantine_path:
@@ -290,3 +283,16 @@ def write_day(store: StateStore, state: ShardStateStore, logs: str | Path | list
                        ("histogram", report.histogram)):
         store.write_table(data, *folder, f"{name}.parquet")
     return report, ingest, store.path(*folder)
+
+
+def write_latest_shards(store: StateStore, report: RecencyReport) -> None:
+    """Keep each shard's retrievals, traffic share and stale-retrieval rate of this report
+    as the latest known (alerting plots them per shard)."""
+    store.write_json({r["key"]: {k: r[k] for k in ("retrievals", "traffic_share", "stale_rate")}
+                      for r in report.scope("shard")}, *layout.RECENCY_SHARDS_FILE)
+
+
+def shard_stale_rates(store: StateStore) -> dict[str, float]:
+    """Per shard, the stale-retrieval rate of the latest report (empty before any)."""
+    latest = store.read_json(*layout.RECENCY_SHARDS_FILE) or {}
+    return {s: v["stale_rate"] for s, v in latest.items() if v.get("stale_rate") is not None}

@@ -7,6 +7,7 @@ content), and `read(shard, doc_ids)` returns the content of just the documents t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,11 +35,17 @@ DOCS_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class Skip:
-    """A document (or shard) left out of this scan, with the reason and the fix."""
+    """A document (or shard) left out of this scan, with the reason and the fix.
+
+    `keep_indexed`: the doc's indexed version stays served (it could not be read this time);
+    False for entries refused for good (outside the root, not a regular file), which leave
+    the index like deleted docs.
+    """
 
     doc_id: str
     shard: str | None
     reason: str
+    keep_indexed: bool = True
 
 
 @dataclass
@@ -63,26 +70,48 @@ class Listing:
     @property
     def skipped_doc_ids(self) -> set[str]:
         """Ids that must be left as indexed: they were seen but could not be read."""
-        return {s.doc_id for s in self.skips}
+        return {s.doc_id for s in self.skips if s.keep_indexed}
 
 
-class Source(Protocol):
-    """A corpus split into shards."""
+class ListingCache(Protocol):
+    """Per-shard memory of a source's last listing (e.g. file tokens and hashes), kept in the
+    state by the runtime so that a listing re-reads only what moved. Sources that list cheaply
+    without it ignore it."""
+
+    def load(self, source: str, shard: str) -> pa.Table | None:
+        """The table saved for (source, shard), or None."""
+
+    def save(self, source: str, shard: str, table: pa.Table) -> None:
+        """Replace the table kept for (source, shard)."""
+
+
+class Source(ABC):
+    """A corpus split into shards. A new kind subclasses this and implements all five methods
+    (see docs/architecture.md, "Add a source"); `runtime.build_source` registers it."""
 
     name: str
 
+    @abstractmethod
     def discover(self) -> Discovery:
         """List the shards the source holds now."""
 
+    @abstractmethod
     def listing(self, shard: str) -> Listing:
         """Ids, content hashes (md5 of the UTF-8 text) and update times of a shard's docs."""
 
+    @abstractmethod
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         """Content of the given docs (DOCS_SCHEMA); ids no longer present are left out."""
 
+    @abstractmethod
     def refresh(self) -> None:
-        """Called at the start of every scan (sync, detect, sensor tick); may drop caches."""
+        """Called at the start of every scan (sync, detect, sensor tick): drop what a scan must
+        not reuse (a source with no caches does nothing)."""
 
+    def use_listing_cache(self, cache: ListingCache | None) -> None:  # noqa: B027 - optional
+        """Keep listing facts across processes in `cache` (sources without one ignore it)."""
+
+    @abstractmethod
     def change_tokens(self) -> dict[str, str]:
         """A cheap per-shard fingerprint that changes when the shard's docs change.
 

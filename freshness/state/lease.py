@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from freshness.errors import StateError
+from freshness.state import layout
 from freshness.state.store import StateStore, make_dirs
 from freshness.util.timeutil import as_utc, iso, utc_now
 
@@ -70,7 +71,7 @@ class ShardLease:
                  ttl_s: float = DEFAULT_TTL_S, owner: str | None = None) -> None:
         self.store, self.collection, self.shard, self.ttl_s = store, collection, shard, ttl_s
         self.owner = owner or uuid.uuid4().hex[:12]
-        self.segments = ("collections", collection, "shards", shard, LEASE_FILE)
+        self.segments = (*layout.shard_dir(collection, shard), LEASE_FILE)
         self.path = store.path(*self.segments)  # validates every segment (no escaping root)
 
     # -- reading ---------------------------------------------------------------------------
@@ -187,9 +188,9 @@ def run_leased(store: StateStore, collection: str, shard: str, planned_version: 
     """
     lease = ShardLease(store, collection, shard)
     lease.acquire(wait_s)
-    folder = ("collections", collection, "shards", shard)
+    folder = layout.shard_dir(collection, shard)
     try:
-        current = store.read_json(*folder, "manifest.json")
+        current = store.read_json(*folder, layout.MANIFEST_FILE)
         version = int(current.get("version", 0)) if current else 0
         if version != planned_version:
             raise LeaseHeldError(
@@ -202,7 +203,7 @@ def run_leased(store: StateStore, collection: str, shard: str, planned_version: 
             # index check must not be trusted (a crash or failure here leaves it dropped, so
             # the next run reads the shard's point ids from the index, not the manifest).
             store.write_json({k: v for k, v in current.items() if k != INDEX_CHECK_KEY},
-                             *folder, "manifest.json")
+                             *folder, layout.MANIFEST_FILE)
         return apply()
     finally:
         lease.release()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from freshness.errors import StateError
+from freshness.state import layout
 from freshness.state.store import StateStore
 from freshness.util.faults import fault_point
 
@@ -62,19 +63,24 @@ class ShardStateStore:
         self.collection = collection
 
     def _dir(self, shard: str) -> tuple[str, ...]:
-        return ("collections", self.collection, "shards", shard)
+        return layout.shard_dir(self.collection, shard)
 
     def shards(self) -> list[str]:
         """Shards with a committed manifest."""
-        names = self.store.list_dir("collections", self.collection, "shards")
-        return [n for n in names if self.store.exists(*self._dir(n), "manifest.json")]
+        return [n for n in self.shard_folders()
+                if self.store.exists(*self._dir(n), layout.MANIFEST_FILE)]
+
+    def shard_folders(self) -> list[str]:
+        """Every shard with a folder in this collection (committed or not)."""
+        return [layout.shard_from_segment(n)
+                for n in self.store.list_dir(*layout.shards_dir(self.collection))]
 
     def load(self, shard: str) -> ShardManifest:
         """The committed manifest, or an empty version-0 one for a new shard."""
-        info = self.store.read_json(*self._dir(shard), "manifest.json")
+        info = self.store.read_json(*self._dir(shard), layout.MANIFEST_FILE)
         if info is None:
             return ShardManifest(shard, self.collection)
-        where = self.store.path(*self._dir(shard), "manifest.json")
+        where = self.store.path(*self._dir(shard), layout.MANIFEST_FILE)
         try:
             chunks_file, version = str(info["chunks_file"]), int(info["version"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -97,7 +103,7 @@ class ShardStateStore:
     def commit(self, previous: ShardManifest, chunks: pa.Table, retired: pa.Table,
                info: dict) -> ShardManifest:
         """Write a new version after `previous`; refuse when another run got there first."""
-        current = self.store.read_json(*self._dir(previous.shard), "manifest.json")
+        current = self.store.read_json(*self._dir(previous.shard), layout.MANIFEST_FILE)
         current_version = int(current["version"]) if current else 0
         if current_version != previous.version:
             raise StateError(
@@ -114,14 +120,14 @@ class ShardStateStore:
         info = {**info, "shard": previous.shard, "collection": self.collection,
                 "version": version, "chunks_file": chunks_file, "format": 1}
         fault_point("mid_manifest")
-        self.store.write_json(info, *folder, "manifest.json")
+        self.store.write_json(info, *folder, layout.MANIFEST_FILE)
         self._drop_old_versions(previous.shard, version)
         return ShardManifest(previous.shard, self.collection, version, chunks, info)
 
     def touch(self, previous: ShardManifest, info: dict) -> ShardManifest:
         """Record a no-op sync (new timestamps, same chunks and version)."""
         info = {**previous.info, **info}
-        self.store.write_json(info, *self._dir(previous.shard), "manifest.json")
+        self.store.write_json(info, *self._dir(previous.shard), layout.MANIFEST_FILE)
         return ShardManifest(previous.shard, self.collection, previous.version,
                              previous.chunks, info)
 
@@ -140,7 +146,7 @@ class ShardStateStore:
         return pa.concat_tables(tables) if tables else HISTORY_SCHEMA.empty_table()
 
     def write_pending(self, shard: str, pending: dict) -> None:
-        self.store.write_json(pending, *self._dir(shard), "pending.json")
+        self.store.write_json(pending, *self._dir(shard), layout.PENDING_FILE)
 
     def write_pending_docs(self, shard: str, pending: pa.Table) -> None:
         """Per pending doc, since when (the sync stamps retired versions with it)."""
@@ -159,4 +165,4 @@ class ShardStateStore:
         return self.read_pending_docs(manifest.shard)
 
     def read_pending(self, shard: str) -> dict | None:
-        return self.store.read_json(*self._dir(shard), "pending.json")
+        return self.store.read_json(*self._dir(shard), layout.PENDING_FILE)

@@ -1,7 +1,8 @@
 """Per-shard change-rate history: one row per poll, persisted beside the shard state.
 
-Each poll counts the docs whose last-modified time moved since the previous poll (several
-edits between polls count once, which the estimator accounts for). The rate per doc per day is
+Each poll counts the docs whose content changed since the previous poll (hash against the
+hashes that poll saw; several edits between polls count once, which the estimator accounts
+for; a touch that keeps the bytes counts none). The rate per doc per day is
 the grouped maximum-likelihood estimate over the last `window_days`; a Poisson CUSUM on each
 poll's count flags a change-rate spike.
 """
@@ -16,9 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshness.sources.base import Listing
+from freshness.state import layout
 from freshness.state.store import StateStore
+from freshness.util.arrow import replace_column
+from freshness.util.duck import registered
 from freshness.util.rates import PoissonCusum, gamma_posterior_rate, grouped_poll_rate_mle
-from freshness.util.timeutil import as_utc
+from freshness.util.timeutil import DAY_S, as_utc
 
 RATE_SCHEMA = pa.schema([
     ("polled_at", pa.timestamp("us", tz="UTC")),
@@ -30,7 +34,6 @@ RATE_SCHEMA = pa.schema([
     ("spike", pa.bool_()),
 ])
 MAX_ROWS = 5000
-DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,21 @@ class RateHistory:
         self.spike_ratio, self.spike_threshold = spike_ratio, spike_threshold
 
     def _path(self, shard: str) -> tuple[str, ...]:
-        return ("sources", "shards", shard, "rate_history.parquet")
+        return layout.rate_history_path(shard)
+
+    def shards(self) -> list[str]:
+        """Shards with a recorded rate history."""
+        return [layout.shard_from_segment(n)
+                for n in self.store.list_dir(*layout.source_shards_dir())]
 
     def load(self, shard: str) -> pa.Table:
         table = self.store.read_table(*self._path(shard))
         return RATE_SCHEMA.empty_table() if table is None else table.cast(RATE_SCHEMA)
+
+    def latest(self, shard: str) -> dict | None:
+        """The shard's newest poll row (RATE_SCHEMA as a dict), or None before the first."""
+        rows = self.load(shard)
+        return rows.slice(rows.num_rows - 1).to_pylist()[0] if rows.num_rows else None
 
     def estimate(self, rows: pa.Table, now: datetime) -> float:
         """Rate per doc per day from the polls inside the window, shrunk towards the prior.
@@ -78,20 +91,36 @@ class RateHistory:
         return (mle * exposure + self.prior_rate * self.prior_doc_days) / \
             (exposure + self.prior_doc_days)
 
+    def _changed(self, listing: Listing, previous: datetime, has_history: bool) -> int:
+        """Docs added or edited since the previous poll, by content: their hash differs from
+        the one that poll saw (a touch, checkout or restore of the same bytes is no change).
+        The first poll (no hashes yet) counts docs updated inside its interval."""
+        hashes = listing.docs.select(["doc_id", "doc_hash"])
+        before = self.store.read_table(*layout.poll_hashes_path(listing.shard))
+        if before is None or not has_history:
+            changed = int(pc.sum(pc.greater(listing.docs["updated_at"], previous)).as_py() or 0)
+        else:
+            with registered(now=hashes, before=before.select(["doc_id", "doc_hash"])) as con:
+                changed = int(con.sql(
+                    """SELECT count(*) FROM now n LEFT JOIN before b USING (doc_id)
+                       WHERE b.doc_hash IS DISTINCT FROM n.doc_hash""").fetchall()[0][0])
+        if changed or before is None or before.num_rows != hashes.num_rows:
+            self.store.write_table(hashes, *layout.poll_hashes_path(listing.shard))
+        return changed
+
     def record(self, listing: Listing) -> RatePoint:
         """Append this poll (a listing) to the shard's history and return the new estimate."""
         rows, now = self.load(listing.shard), as_utc(listing.scanned_at)
         updated = listing.docs["updated_at"]
         if rows.num_rows:
             previous = as_utc(rows["polled_at"][-1].as_py())
-            interval = max((now - previous).total_seconds() / DAY, 1e-9)
+            interval = max((now - previous).total_seconds() / DAY_S, 1e-9)
         else:  # first poll: use last-modified times over the window as the first observation
             oldest = pc.min(updated).as_py() if listing.docs.num_rows else now
-            interval = max(min(self.window_days, (now - as_utc(oldest)).total_seconds() / DAY),
+            interval = max(min(self.window_days, (now - as_utc(oldest)).total_seconds() / DAY_S),
                            1e-9)
             previous = now - timedelta(days=interval)
-        changed = int(pc.sum(pc.greater(updated, previous)).as_py() or 0) \
-            if listing.docs.num_rows else 0
+        changed = self._changed(listing, previous, has_history=bool(rows.num_rows))
         baseline = self.estimate(rows, now) if rows.num_rows else None
         cusum = PoissonCusum(baseline or 0.0, self.spike_ratio, self.spike_threshold,
                              float(rows["cusum"][-1].as_py()) if rows.num_rows else 0.0)
@@ -101,7 +130,7 @@ class RateHistory:
                "cusum": 0.0 if spike else cusum.statistic, "spike": spike}
         table = pa.concat_tables([rows, pa.Table.from_pylist([row], RATE_SCHEMA)])
         rate = self.estimate(table, now)
-        table = table.set_column(4, "rate_per_doc_day", pa.array(
+        table = replace_column(table, "rate_per_doc_day", pa.array(
             table["rate_per_doc_day"].to_pylist()[:-1] + [rate], pa.float64()))
         self.store.write_table(table.slice(max(0, table.num_rows - MAX_ROWS)), *self._path(
             listing.shard))

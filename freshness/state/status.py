@@ -7,6 +7,7 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from freshness.state import layout
 from freshness.state.manifest import ShardStateStore
 from freshness.util.timeutil import as_utc, utc_now
 
@@ -28,8 +29,8 @@ STATUS_SCHEMA = pa.schema(
 
 
 def _row(state: ShardStateStore, shard: str) -> dict:
-    info = state.store.read_json("collections", state.collection, "shards", shard,
-                                 "manifest.json") or {}
+    info = state.store.read_json(*layout.shard_dir(state.collection, shard),
+                                 layout.MANIFEST_FILE) or {}
     pending = state.read_pending(shard) or {}
     version = int(info.get("version", 0))
     pending_valid = pending.get("manifest_version") == version
@@ -52,7 +53,7 @@ def _row(state: ShardStateStore, shard: str) -> dict:
 
 def shard_status(state: ShardStateStore, now: datetime | None = None) -> pa.Table:
     """One row per known shard, with `pending_age_seconds` (0 when nothing is pending)."""
-    names = state.store.list_dir("collections", state.collection, "shards")
+    names = state.shard_folders()
     rows = pa.Table.from_pylist([_row(state, s) for s in names], STATUS_SCHEMA)
     con = duckdb.connect()
     con.register("shards", rows)

@@ -135,6 +135,14 @@ class StateStore:
                 "`freshness repair` to rebuild it from the index"
             ) from exc
 
+    def delete_tree(self, *segments: str) -> None:
+        """Delete a folder and everything under it (nothing when it is missing)."""
+        path = self.path(*segments)
+        try:
+            self.fs.delete_dir(path)
+        except FileNotFoundError:
+            pass
+
     def delete(self, *segments: str) -> None:
         path = self.path(*segments)
         try:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from freshness.state import layout
 from freshness.state.store import StateStore
 
 TOP_K = 2000
-PATH = ("traffic", "shares.json")
+PATH = layout.TRAFFIC_FILE
 
 
 @dataclass

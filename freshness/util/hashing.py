@@ -8,6 +8,14 @@ import uuid
 POINT_NAMESPACE = uuid.UUID("6f1c0c2e-9a51-4d38-9d0e-5b0b6a7f3e21")
 
 
+def doc_hash(text: str) -> str:
+    """md5 of the document's UTF-8 text (hex): what listings and manifests compare.
+
+    The table source computes the same value in SQL (DuckDB's `md5(content)`).
+    """
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
 def chunk_hash(text: str) -> str:
     """sha256 of the chunk's UTF-8 text (hex)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+DAY_S = 86400.0  # seconds in a day: rates are per doc per day
+
 
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""
