@@ -29,6 +29,12 @@ class FreshnessResource(dg.ConfigurableResource):
     source_kind: str = 'folder'
     source_path: str | None = None
     source_table: str | None = None
+    source_dsn: str | None = None
+    source_ref: str | None = None
+    source_subdir: str | None = None
+    source_include: str | None = None
+    source_exclude: str | None = None
+    shard_depth: int = 1
     replay_snapshot: str | None = None
     replay_log: str | None = None
     replay_as_of_seq: int | None = None

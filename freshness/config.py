@@ -39,11 +39,26 @@ class Settings:
     """Where the corpus, state and index are; how to chunk and embed; cadence and alerts."""
 
     # -- source: what is indexed
-    source_kind: str = setting("folder", "source", "folder, table (Parquet), duckdb, replay",
-                               "folder")
-    source_path: str | None = setting(None, "source", "corpus folder, Parquet path/glob, or "
-                                      "DuckDB file", "/data/docs")
-    source_table: str | None = setting(None, "source", "table inside a DuckDB file", "docs")
+    source_kind: str = setting("folder", "source", "folder, table (Parquet), duckdb, replay, "
+                               "postgres, git (docs/sources.md)", "folder")
+    source_path: str | None = setting(None, "source", "corpus folder or URI (s3://, gs://, "
+                                      "abfs://), Parquet path/glob/URI, DuckDB file, or git "
+                                      "repository (clone or bare)", "s3://bucket/docs")
+    source_table: str | None = setting(None, "source", "table inside a DuckDB file or "
+                                       "PostgreSQL database", "docs")
+    source_dsn: str | None = setting(None, "source", "postgres: connection string (never "
+                                     "logged)", "postgresql://app@db.example/kb", secret=True)
+    source_ref: str | None = setting(None, "source", "git: branch, tag or commit (default "
+                                     "HEAD)", "main")
+    source_subdir: str | None = setting(None, "source", "git: the folder of the repository to "
+                                        "index", "docs")
+    source_include: str | None = setting(None, "source", "folder/git: comma-separated globs "
+                                         "to index (default *.md,*.markdown,*.txt,*.rst; with "
+                                         "'/' a glob matches the path)", "*.md,*.txt")
+    source_exclude: str | None = setting(None, "source", "folder/git: comma-separated globs "
+                                         "to leave out", "drafts/*,*.bin")
+    shard_depth: int = setting(1, "source", "folder/git: folder levels that name a shard "
+                               "(2: tenants/acme)", "2")
     replay_snapshot: str | None = setting(None, "source", "change-log replay: snapshot.parquet",
                                           "replay/snapshot.parquet")
     replay_log: str | None = setting(None, "source", "change-log replay: replay.parquet",
@@ -319,6 +334,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "alert_traffic_floor": _fraction, "device": _device, "qdrant_url": _url,
     "ui_url": _url, "state_root": _state_root, "per_shard_sla_hours": _sla_json,
     "demo_churn_seconds": _positive, "replay_as_of_seq": _non_negative,
+    "shard_depth": _positive,
     "embedding_backend": _one_of("local", "endpoint"), "embedding_url": _url,
     "embedding_dim": _positive, "embedding_concurrency": _positive,
     "embedding_timeout_s": _positive, "embedding_retries": _non_negative,

@@ -95,7 +95,7 @@ def test_duplicate_ids_and_unsafe_shards_in_a_table_source(tmp_path, make_runtim
     sync(rt)
     rows += [{"doc_id": "b", "shard": "s1", "content": "Beta again."},
              {"doc_id": "x", "shard": "../x", "content": "escape"},
-             {"doc_id": "y", "shard": "with space", "content": "spaced"}]
+             {"doc_id": "y", "shard": "ctl\x07name", "content": "bell"}]
     pq.write_table(pa.Table.from_pylist(rows), path)
     rt2 = make_runtime(source=TableSource.from_parquet(path))
     result = sync(rt2)

@@ -31,7 +31,7 @@ from freshness.index.base import (
 )
 from freshness.util.disk import names_no_space, no_space_message
 from freshness.util.faults import fault_point
-from freshness.util.shard_names import is_valid_shard_name
+from freshness.util.shard_names import is_valid_shard_name, shard_from_segment, shard_segment
 
 SCROLL_PAGE = 10_000
 log = logging.getLogger("freshness.index.edge")
@@ -116,12 +116,12 @@ class EdgeIndex:
     def _collection_dir(self, collection: str) -> Path:
         if not is_valid_shard_name(collection):
             raise StateError(f"unsafe collection name {collection!r}")
-        return self.root / "collections" / collection
+        return self.root / "collections" / shard_segment(collection)
 
     def _shard_dir(self, collection: str, shard: str) -> Path:
         if not is_valid_shard_name(shard):
             raise StateError(f"unsafe shard name {shard!r}: refusing to touch the index")
-        return self._collection_dir(collection) / shard
+        return self._collection_dir(collection) / shard_segment(shard)
 
     def _meta_dim(self, collection: str) -> int | None:
         """The collection's vector size from collection.json; None when missing or damaged."""
@@ -244,7 +244,7 @@ class EdgeIndex:
         folder = self._collection_dir(collection)
         if not folder.exists():
             return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir())
+        return sorted(shard_from_segment(p.name) for p in folder.iterdir() if p.is_dir())
 
     def search(self, target: str, vector: np.ndarray, limit: int = 5,
                shards: Sequence[str] | None = None) -> SearchResult:

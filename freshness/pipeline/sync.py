@@ -10,6 +10,7 @@ Point ids are deterministic, so a rerun after a crash re-finds what was already 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -115,6 +116,7 @@ class _Work:
     plan: ChunkPlan
     counts: Counter
     changed_at: datetime | None = None  # newest update time of a doc whose content changed
+    doc_lineage: dict[str, dict] = field(default_factory=dict)  # doc_id -> source metadata
 
 
 def _present_points(rt: Runtime, manifest: ShardManifest, changes: pa.Table,
@@ -178,15 +180,28 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
         docs_total=len(set(plan.next_chunks["doc_id"].to_pylist())),
         chunks_total=plan.next_chunks.num_rows,
     )
-    return _Work(shard, listing, manifest, plan, counts, changed_at)
+    lineage = {d: _lineage(m) for d, m in zip(docs["doc_id"].to_pylist(),
+                                              docs["metadata"].to_pylist())}
+    return _Work(shard, listing, manifest, plan, counts, changed_at, lineage)
 
 
-def _payload(row: dict, shard: str, rt: Runtime, now: datetime) -> dict:
+def _lineage(metadata: str | None) -> dict:
+    """The source's metadata of a doc as read (path, commit, table columns...), for payloads."""
+    try:
+        value = json.loads(metadata) if metadata else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _payload(row: dict, shard: str, rt: Runtime, now: datetime,
+             source: dict | None = None) -> dict:
     return {
         "doc_id": row["doc_id"], "shard": shard, "chunk_index": row["chunk_index"],
         "text": row["text"], "content_hash": row["content_hash"],
         "source_updated_at": iso(row["source_updated_at"]), "embedded_at": iso(now),
         "model": rt.model_spec.name, "model_revision": rt.model_spec.revision,
+        "source": source or {},
     }
 
 
@@ -197,7 +212,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
     if touches_index:
         rt.index.ensure_collection(rt.collection, int(vectors.shape[1]) if len(rows)
                                    else rt.embedder.dim)
-        points = [PointRecord(r["point_id"], vectors[i], _payload(r, work.shard, rt, now))
+        points = [PointRecord(r["point_id"], vectors[i],
+                              _payload(r, work.shard, rt, now, work.doc_lineage.get(r["doc_id"])))
                   for i, r in enumerate(rows)]
         with rt.index.open_shard(rt.collection, work.shard) as session:
             session.upsert(points)
