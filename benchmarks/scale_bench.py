@@ -274,21 +274,19 @@ if __name__ == "__main__":
 
 
 def many_shards_disk(scratch: Path, shards: int = 10_000, legacy_sample: int = 200,
-                     dim: int = 32) -> dict:
+                     dim: int = 32, folders: int = 16) -> dict:
     """Disk of `shards` one-point corpus shards in the embedded index: shared edge folders
     (the default for new collections) vs one folder per shard (measured on `legacy_sample`
     shards and scaled). Also a filtered search over all shards."""
-    import json as _json
-
     from freshness.index.base import PointRecord
-    from freshness.index.edge import DEFAULT_FOLDERS, EdgeIndex
+    from freshness.index.edge import EdgeIndex
     from freshness.util.hashing import point_id
 
     rng = np.random.default_rng(0)
     out: dict = {"shards": shards, "legacy_sample": legacy_sample, "dim": dim}
     root = scratch / "many-shards"
     shutil.rmtree(root, ignore_errors=True)
-    index = EdgeIndex(root / "shared")
+    index = EdgeIndex(root / "shared", folders=folders)
     index.ensure_collection("c", dim)
     names = [f"t{i:05d}" for i in range(shards)]
     by_folder: dict[Path, list[str]] = {}
@@ -309,10 +307,8 @@ def many_shards_disk(scratch: Path, shards: int = 10_000, legacy_sample: int = 2
     t0 = time.perf_counter()
     index.search("c", rng.standard_normal(dim), 10, shards=names[:3])
     out["shared_search_3_shards_s"] = time.perf_counter() - t0
-    legacy = EdgeIndex(root / "legacy")
-    meta = root / "legacy" / "collections" / "c" / "collection.json"
-    meta.parent.mkdir(parents=True)
-    meta.write_text(_json.dumps({"dim": dim}))  # no "folders": one folder per shard
+    legacy = EdgeIndex(root / "legacy")  # the default: one folder per shard
+    legacy.ensure_collection("c", dim)
     started = time.perf_counter()
     for name in names[:legacy_sample]:
         with legacy.open_shard("c", name) as session:
@@ -327,6 +323,6 @@ def many_shards_disk(scratch: Path, shards: int = 10_000, legacy_sample: int = 2
     t0 = time.perf_counter()
     legacy.search("c", rng.standard_normal(dim), 10)
     out["legacy_search_s_per_shard"] = (time.perf_counter() - t0) / legacy_sample
-    out["default_folders"] = DEFAULT_FOLDERS
+    out["folders"] = folders
     shutil.rmtree(root, ignore_errors=True)
     return out

@@ -60,12 +60,18 @@ def test_collections_made_before_keep_one_folder_per_shard(tmp_path):
                                     np.ones(4, np.float32), {"shard": "alpha"})])
     assert index.folder_names("old") == ["alpha"]
     assert index.shard_point_ids("old", "alpha") == {"00000000-0000-0000-0000-000000000001"}
-    index.ensure_collection("new", 4)
-    with index.open_shard("new", "alpha") as session:
+    shared = EdgeIndex(tmp_path / "qdrant", folders=8)
+    shared.ensure_collection("new", 4)
+    with shared.open_shard("new", "alpha") as session:
         session.upsert([PointRecord("00000000-0000-0000-0000-000000000002",
                                     np.ones(4, np.float32), {"shard": "alpha"})])
-    assert index.folder_names("new")[0].startswith("f")
-    assert index.shard_point_ids("new", "beta") == set()
+    assert shared.folder_names("new")[0].startswith("f")
+    assert shared.shard_point_ids("new", "beta") == set()
+    assert shared.shard_point_count("new", "alpha") == 1
+    shared.drop_shard("new", "alpha")
+    assert shared.shard_point_count("new", "alpha") == 0
+    # The old collection keeps its layout for an index configured with shared folders.
+    assert shared.folder_names("old") == ["alpha"] and shared.shard_point_count("old", "alpha") == 1
 
 
 def test_prefetch_loads_once_and_a_failed_prefetch_raises_in_warm(tmp_path, embedder):
