@@ -29,6 +29,12 @@ class FreshnessResource(dg.ConfigurableResource):
     source_kind: str = 'folder'
     source_path: str | None = None
     source_table: str | None = None
+    source_dsn: str | None = None
+    source_ref: str | None = None
+    source_subdir: str | None = None
+    source_include: str | None = None
+    source_exclude: str | None = None
+    shard_depth: int = 1
     replay_snapshot: str | None = None
     replay_log: str | None = None
     replay_as_of_seq: int | None = None
@@ -50,6 +56,7 @@ class FreshnessResource(dg.ConfigurableResource):
     qdrant_shard_number: int | None = None
     alias: str = 'chunks'
     upsert_batch: int = 1000
+    edge_folders: int = 0
     index_check_interval_minutes: float = 60.0
     keep_old_collections: int = 1
     # -- embedding

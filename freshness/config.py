@@ -39,11 +39,26 @@ class Settings:
     """Where the corpus, state and index are; how to chunk and embed; cadence and alerts."""
 
     # -- source: what is indexed
-    source_kind: str = setting("folder", "source", "folder, table (Parquet), duckdb, replay",
-                               "folder")
-    source_path: str | None = setting(None, "source", "corpus folder, Parquet path/glob, or "
-                                      "DuckDB file", "/data/docs")
-    source_table: str | None = setting(None, "source", "table inside a DuckDB file", "docs")
+    source_kind: str = setting("folder", "source", "folder, table (Parquet), duckdb, replay, "
+                               "postgres, git (docs/sources.md)", "folder")
+    source_path: str | None = setting(None, "source", "corpus folder or URI (s3://, gs://, "
+                                      "abfs://), Parquet path/glob/URI, DuckDB file, or git "
+                                      "repository (clone or bare)", "s3://bucket/docs")
+    source_table: str | None = setting(None, "source", "table inside a DuckDB file or "
+                                       "PostgreSQL database", "docs")
+    source_dsn: str | None = setting(None, "source", "postgres: connection string (never "
+                                     "logged)", "postgresql://app@db.example/kb", secret=True)
+    source_ref: str | None = setting(None, "source", "git: branch, tag or commit (default "
+                                     "HEAD)", "main")
+    source_subdir: str | None = setting(None, "source", "git: the folder of the repository to "
+                                        "index", "docs")
+    source_include: str | None = setting(None, "source", "folder/git: comma-separated globs "
+                                         "to index (default *.md,*.markdown,*.txt,*.rst; with "
+                                         "'/' a glob matches the path)", "*.md,*.txt")
+    source_exclude: str | None = setting(None, "source", "folder/git: comma-separated globs "
+                                         "to leave out", "drafts/*,*.bin")
+    shard_depth: int = setting(1, "source", "folder/git: folder levels that name a shard "
+                               "(2: tenants/acme)", "2")
     replay_snapshot: str | None = setting(None, "source", "change-log replay: snapshot.parquet",
                                           "replay/snapshot.parquet")
     replay_log: str | None = setting(None, "source", "change-log replay: replay.parquet",
@@ -77,6 +92,9 @@ class Settings:
                                               "4")
     alias: str = setting("chunks", "index", "the alias queries use", "chunks")
     upsert_batch: int = setting(1000, "index", "points per upsert/delete request", "1000")
+    edge_folders: int = setting(0, "index", "embedded index: new collections hash shards into "
+                                "this many edge folders, the shard a payload filter (for "
+                                "thousands of shards); 0 = a folder per shard", "16")
     index_check_interval_minutes: float = setting(60.0, "index", "quiet shards re-read their "
                                                   "Qdrant ids this often", "60")
     keep_old_collections: int = setting(1, "index", "after a model switch, keep this many "
@@ -307,7 +325,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "max_doc_bytes": _positive, "lock_timeout_s": _positive, "qdrant_timeout_s": _positive,
     "qdrant_grpc_port": _positive, "qdrant_retries": _non_negative,
     "qdrant_backoff_s": _non_negative, "qdrant_replication_factor": _positive,
-    "qdrant_shard_number": _positive, "upsert_batch": _positive,
+    "qdrant_shard_number": _positive, "upsert_batch": _positive, "edge_folders": _non_negative,
     "index_check_interval_minutes": _non_negative, "keep_old_collections": _non_negative,
     "batch_size": _positive,
     "embed_block_size": _positive, "chunk_tokens": _positive, "overlap_tokens": _overlap,
@@ -319,6 +337,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "alert_traffic_floor": _fraction, "device": _device, "qdrant_url": _url,
     "ui_url": _url, "state_root": _state_root, "per_shard_sla_hours": _sla_json,
     "demo_churn_seconds": _positive, "replay_as_of_seq": _non_negative,
+    "shard_depth": _positive,
     "embedding_backend": _one_of("local", "endpoint"), "embedding_url": _url,
     "embedding_dim": _positive, "embedding_concurrency": _positive,
     "embedding_timeout_s": _positive, "embedding_retries": _non_negative,

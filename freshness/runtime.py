@@ -10,42 +10,15 @@ from freshness.embed.chunking import Chunker
 from freshness.embed.models import ModelSpec, resolve_model
 from freshness.errors import ConfigError
 from freshness.index.base import VectorIndex
-from freshness.sources import FolderSource, ReplaySource, Source, TableSource
+from freshness.sources import Source, registry
+from freshness.state.listing_cache import StateListingCache
 from freshness.state.manifest import ShardStateStore
 from freshness.state.store import StateStore
 
 
 def build_source(settings: Settings) -> Source:
-    """The source Settings name (folder, Parquet table, DuckDB table or change-log replay)."""
-    kind, path = settings.source_kind, settings.source_path
-    if kind == "replay":
-        if not (settings.replay_snapshot and settings.replay_log):
-            raise ConfigError(
-                "source_kind=replay needs FRESHNESS_REPLAY_SNAPSHOT and FRESHNESS_REPLAY_LOG "
-                "(--snapshot/--replay): the snapshot.parquet and replay.parquet of a change log"
-            )
-        return ReplaySource(settings.replay_snapshot, settings.replay_log,
-                            as_of_seq=settings.replay_as_of_seq,
-                            max_doc_bytes=settings.max_doc_bytes,
-                            memory_limit=settings.duckdb_memory_limit)
-    if not path:
-        raise ConfigError(
-            f"source_kind={kind} needs a path: set FRESHNESS_SOURCE_PATH (or --path)"
-        )
-    if kind == "folder":
-        return FolderSource(path, max_doc_bytes=settings.max_doc_bytes)
-    if kind == "table":
-        return TableSource.from_parquet(path, max_doc_bytes=settings.max_doc_bytes,
-                                        memory_limit=settings.duckdb_memory_limit)
-    if kind == "duckdb":
-        if not settings.source_table:
-            raise ConfigError("source_kind=duckdb needs FRESHNESS_SOURCE_TABLE (--table)")
-        return TableSource.from_duckdb(path, settings.source_table,
-                                       max_doc_bytes=settings.max_doc_bytes,
-                                       memory_limit=settings.duckdb_memory_limit)
-    raise ConfigError(
-        f"unknown source_kind {kind!r}: use folder, table, duckdb or replay"
-    )
+    """The source Settings name (kinds are registered in `sources.registry.SOURCE_KINDS`)."""
+    return registry.build_source(settings)
 
 
 def build_index(settings: Settings) -> VectorIndex:
@@ -64,7 +37,7 @@ def build_index(settings: Settings) -> VectorIndex:
     from freshness.index.edge import EdgeIndex
 
     return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s,
-                     upsert_batch=settings.upsert_batch)
+                     upsert_batch=settings.upsert_batch, folders=settings.edge_folders)
 
 
 def build_embedder(settings: Settings) -> EmbeddingBackend:
@@ -98,6 +71,7 @@ class Runtime:
                  embedder: EmbeddingBackend | None = None) -> None:
         self.settings = settings
         if source is not None:
+            source.use_listing_cache(StateListingCache(self.store))
             self.source = source
         if index is not None:
             self.index = index
@@ -106,7 +80,9 @@ class Runtime:
 
     @cached_property
     def source(self) -> Source:
-        return build_source(self.settings)
+        source = build_source(self.settings)
+        source.use_listing_cache(StateListingCache(self.store))
+        return source
 
     @cached_property
     def index(self) -> VectorIndex:

@@ -35,12 +35,14 @@ def test_folder_source_skips_bad_files_with_reasons(corpus):
     assert "FRESHNESS_MAX_DOC_BYTES" in reasons["alpha/huge.md"]
 
 
-def test_folder_source_refuses_unsafe_shard_folders(corpus):
-    (corpus / "with space").mkdir()
-    (corpus / "with space" / "doc.md").write_text("hello")
+def test_folder_source_accepts_odd_names_and_refuses_unsafe_ones(corpus):
+    for name in ("with space", "données", "bad\x01name"):
+        (corpus / name).mkdir()
+        (corpus / name / "doc.md").write_text("hello")
     discovery = FolderSource(corpus).discover()
-    assert "with space" not in discovery.shards
-    assert "not allowed" in discovery.skips[0].reason
+    assert {"with space", "données"} <= set(discovery.shards)
+    assert "bad\x01name" not in discovery.shards
+    assert "control character" in discovery.skips[0].reason
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
@@ -71,7 +73,7 @@ def test_table_source_skips_duplicates_and_unsafe_shards(tmp_path):
         {"doc_id": "dup", "shard": "s1", "content": "one", "updated_at": now, "lang": "en"},
         {"doc_id": "dup", "shard": "s1", "content": "two", "updated_at": now, "lang": "en"},
         {"doc_id": "b", "shard": "../x", "content": "evil", "updated_at": now, "lang": "en"},
-        {"doc_id": "c", "shard": "has space", "content": "x", "updated_at": now, "lang": "en"},
+        {"doc_id": "c", "shard": "tab\there", "content": "x", "updated_at": now, "lang": "en"},
         {"doc_id": "e", "shard": "s1", "content": "", "updated_at": now, "lang": "en"},
     ]
     source = table_source(tmp_path, rows)

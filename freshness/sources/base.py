@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -72,6 +73,18 @@ class Listing:
         return {s.doc_id for s in self.skips if s.keep_indexed}
 
 
+class ListingCache(Protocol):
+    """Per-shard memory of a source's last listing (e.g. file tokens and hashes), kept in the
+    state by the runtime so that a listing re-reads only what moved. Sources that list cheaply
+    without it ignore it."""
+
+    def load(self, source: str, shard: str) -> pa.Table | None:
+        """The table saved for (source, shard), or None."""
+
+    def save(self, source: str, shard: str, table: pa.Table) -> None:
+        """Replace the table kept for (source, shard)."""
+
+
 class Source(ABC):
     """A corpus split into shards. A new kind subclasses this and implements all five methods
     (see docs/architecture.md, "Add a source"); `runtime.build_source` registers it."""
@@ -94,6 +107,9 @@ class Source(ABC):
     def refresh(self) -> None:
         """Called at the start of every scan (sync, detect, sensor tick): drop what a scan must
         not reuse (a source with no caches does nothing)."""
+
+    def use_listing_cache(self, cache: ListingCache | None) -> None:  # noqa: B027 - optional
+        """Keep listing facts across processes in `cache` (sources without one ignore it)."""
 
     @abstractmethod
     def change_tokens(self) -> dict[str, str]:

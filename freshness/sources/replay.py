@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from freshness.errors import SourceError
+from freshness.errors import ConfigError, SourceError
 from freshness.sources.table import TableSource, _quote
 from freshness.util.timeutil import as_utc
 
@@ -54,6 +54,18 @@ class ReplaySource(TableSource):
         super().__init__(self._as_of_sql(0), f"replay:{replay}", con=con, **kwargs)
         self._static = True  # the log files are immutable: the data moves only with seek()
         self.seek(as_of_seq, as_of)
+
+    @classmethod
+    def from_settings(cls, settings) -> ReplaySource:
+        """FRESHNESS_REPLAY_SNAPSHOT / _LOG (--snapshot/--replay), as of a commit."""
+        if not (settings.replay_snapshot and settings.replay_log):
+            raise ConfigError(
+                "source_kind=replay needs FRESHNESS_REPLAY_SNAPSHOT and FRESHNESS_REPLAY_LOG "
+                "(--snapshot/--replay): the snapshot.parquet and replay.parquet of a change log"
+            )
+        return cls(settings.replay_snapshot, settings.replay_log,
+                   as_of_seq=settings.replay_as_of_seq, max_doc_bytes=settings.max_doc_bytes,
+                   memory_limit=settings.duckdb_memory_limit)
 
     def _as_of_sql(self, seq: int) -> str:
         return f"""

@@ -10,6 +10,7 @@ import glob
 import os
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,11 +19,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
-from freshness.errors import SourceError
+from freshness.errors import ConfigError, SourceError
 from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip, Source
-from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES
+from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES, RACY_WINDOW_S, open_root
 from freshness.util.shard_names import shard_name_problem
+from freshness.util.text import BLANK_RE2
 from freshness.util.timeutil import utc_now
 
 REQUIRED_COLUMNS = ("doc_id", "shard", "content")
@@ -61,15 +65,39 @@ class TableSource(Source):
         self._scan_epoch = 0
         self._relation_version = 0
         self._cache: dict[str, tuple] = {}
+        if getattr(self, "_remote", None):
+            self._remote_stats()
         self._set_relation(relation_sql)
 
     @classmethod
     def from_parquet(cls, path: str | Path, **kwargs) -> TableSource:
-        """A Parquet file, folder glob or list of files."""
-        if "*" not in str(path) and not Path(path).exists():
-            raise SourceError(f"table source {str(path)!r} does not exist: pass a Parquet path")
-        return cls(f"SELECT * FROM read_parquet({_quote(str(path))})", f"parquet:{path}",
-                   watch=(str(path),), **kwargs)
+        """A Parquet file, folder glob or list of files; or a file or folder on object storage
+        (`s3://bucket/docs/`, `gs://…`, any pyarrow filesystem URI), read through pyarrow.fs."""
+        text = str(path)
+        if "://" in text and not text.startswith("file://"):
+            return cls._from_remote_parquet(text, **kwargs)
+        if "*" not in text and not Path(path).exists():
+            raise SourceError(f"table source {text!r} does not exist: pass a Parquet path")
+        return cls(f"SELECT * FROM read_parquet({_quote(text)})", f"parquet:{path}",
+                   watch=(text,), **kwargs)
+
+    @classmethod
+    def _from_remote_parquet(cls, uri: str, **kwargs) -> TableSource:
+        fs, base, _ = open_root(uri)
+        try:
+            kind = fs.get_file_info(base).type
+        except OSError as exc:
+            raise SourceError(f"cannot reach table source {uri!r} ({exc}): check the URI and "
+                              "the credentials in the environment") from exc
+        if kind == pafs.FileType.NotFound:
+            raise SourceError(f"table source {uri!r} does not exist: pass a Parquet object or "
+                              "a prefix holding Parquet objects")
+        source = cls.__new__(cls)
+        source._remote = (fs, base)
+        source._remote_seen = None
+        cls.__init__(source, "SELECT * FROM source_dataset", f"parquet:{uri}",
+                     **kwargs)
+        return source
 
     @classmethod
     def from_duckdb(cls, database: str | Path, table: str, **kwargs) -> TableSource:
@@ -80,6 +108,46 @@ class TableSource(Source):
         ident = '"' + table.replace('"', '""') + '"'
         return cls(f"SELECT * FROM {ident}", f"duckdb:{database}:{table}", con=con,
                    watch=(str(database),), **kwargs)
+
+    @classmethod
+    def parquet_from_settings(cls, settings) -> TableSource:
+        """`--source table --path X.parquet` (or s3://bucket/prefix/)."""
+        if not settings.source_path:
+            raise ConfigError("source_kind=table needs FRESHNESS_SOURCE_PATH (--path): a "
+                              "Parquet file, glob, or object-storage URI")
+        return cls.from_parquet(settings.source_path, max_doc_bytes=settings.max_doc_bytes,
+                                memory_limit=settings.duckdb_memory_limit)
+
+    @classmethod
+    def duckdb_from_settings(cls, settings) -> TableSource:
+        """`--source duckdb --path DB --table T`."""
+        if not (settings.source_path and settings.source_table):
+            raise ConfigError("source_kind=duckdb needs FRESHNESS_SOURCE_PATH (--path, the "
+                              "DuckDB file) and FRESHNESS_SOURCE_TABLE (--table)")
+        return cls.from_duckdb(settings.source_path, settings.source_table,
+                               max_doc_bytes=settings.max_doc_bytes,
+                               memory_limit=settings.duckdb_memory_limit)
+
+    def _remote_stats(self) -> tuple:
+        """(path, size, mtime) of every object of a remote Parquet source (one listing), and
+        the dataset re-registered over the current objects when they moved."""
+        fs, base = self._remote
+        info = fs.get_file_info(base)
+        if info.type == pafs.FileType.Directory:
+            infos = [i for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))
+                     if i.type == pafs.FileType.File and i.path.endswith(".parquet")]
+        else:
+            infos = [info]
+        stats = tuple(sorted((i.path, i.size, i.mtime_ns) for i in infos))
+        newest = max((m for _, _, m in stats), default=0)
+        if newest >= time.time_ns() - int(RACY_WINDOW_S * 1e9):
+            stats += (("racy", self._scan_epoch, 0),)  # rewritten within a tick: rescan per scan
+        if stats != self._remote_seen:
+            paths = [p for p, _, _ in stats if p != "racy"]
+            dataset = pads.dataset(paths, filesystem=fs, format="parquet")
+            self._con.register("source_dataset", dataset)
+            self._remote_seen = stats
+        return stats
 
     def _set_relation(self, relation_sql: str) -> None:
         with self._lock:
@@ -121,6 +189,7 @@ class TableSource(Source):
             self._relation_version += 1
 
     def _query(self, sql: str, params: list | None = None) -> pa.Table:
+        self._fingerprint()  # an object store's files may have moved: scan the current ones
         with self._lock:
             try:
                 return self._con.sql(sql, params=params or None).to_arrow_table()
@@ -152,6 +221,8 @@ class TableSource(Source):
     def _fingerprint(self) -> tuple:
         """Changes whenever the data may have: the relation was replaced, a watched file
         moved, or (for unwatched relations) a new scan began."""
+        if getattr(self, "_remote", None):
+            return (self._relation_version, self._remote_stats())
         if not self._watch and not self._static:
             return (self._relation_version, self._scan_epoch)
         stats = []
@@ -196,7 +267,7 @@ class TableSource(Source):
                 WHEN d.doc_id IS NULL OR trim(d.doc_id) = '' THEN 'missing_id'
                 WHEN d.doc_id IN (SELECT doc_id FROM doc_copies) THEN 'duplicate'
                 WHEN d.not_utf8 THEN 'not_utf8'
-                WHEN d.content IS NULL OR regexp_matches(d.content, '^\\s*$') THEN 'empty'
+                WHEN d.content IS NULL OR regexp_matches(d.content, '{BLANK_RE2}') THEN 'empty'
                 WHEN d.size > {int(self.max_doc_bytes)} THEN 'too_large'
               END AS problem
             FROM source_docs d"""
@@ -285,7 +356,7 @@ class TableSource(Source):
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         wanted = pa.table({"doc_id": pa.array(list(doc_ids), pa.string())})
-        self._ensure_doc_copies()
+        self._ensure_doc_copies()  # (also re-registers moved objects of a remote source)
         with self._lock:
             self._con.register("wanted_ids", wanted)
             try:

@@ -3,7 +3,10 @@
     <state root>/
       collections/<collection>/shards/<shard>/   manifest.json, chunks-<v>.parquet,
                                                  pending.json, pending_docs-*.parquet, lease
+      collections/<collection>/retired/<shard>-<time>/  state of a vanished shard, archived
       sources/shards/<shard>/rate_history.parquet   change-rate polls (model independent)
+      sources/listings/<shard>/listing_cache.parquet  a source's last listing (file tokens,
+                                                      hashes): what moved is all it re-reads
       sources/shards/<shard>/poll_hashes.parquet    doc hashes of the last poll (content diff)
       index/served_history.json                     collections the alias served, oldest first
       runs/<finished>-<id>.json                     one record per sync run (cost learning)
@@ -17,9 +20,12 @@ Every path is a tuple of segments for `StateStore`; a shard name becomes one seg
 
 from __future__ import annotations
 
+from freshness.util import shard_names
+
 MANIFEST_FILE = "manifest.json"
 PENDING_FILE = "pending.json"
 RATE_HISTORY_FILE = "rate_history.parquet"
+LISTING_CACHE_FILE = "listing_cache.parquet"
 POLL_HASHES_FILE = "poll_hashes.parquet"
 RUNS_DIR: tuple[str, ...] = ("runs",)
 TRAFFIC_FILE: tuple[str, ...] = ("traffic", "shares.json")
@@ -28,13 +34,15 @@ RECENCY_SHARDS_FILE: tuple[str, ...] = (*RECENCY_DIR, "latest_shards.json")
 
 
 def shard_segment(shard: str) -> str:
-    """The path segment of a shard name (names are validated by `util.shard_names`)."""
-    return shard
+    """The path segment of a shard name: nested names (`tenants/acme`) become one folder
+    (`tenants%2Facme`). The encoding lives in `util.shard_names` so the embedded index, which
+    may not import the state layer, names its folders the same way."""
+    return shard_names.shard_segment(shard)
 
 
 def shard_from_segment(segment: str) -> str:
     """The shard name a path segment stands for (inverse of `shard_segment`)."""
-    return segment
+    return shard_names.shard_from_segment(segment)
 
 
 SERVED_HISTORY_FILE: tuple[str, ...] = ("index", "served_history.json")
@@ -55,6 +63,11 @@ def shard_dir(collection: str, shard: str) -> tuple[str, ...]:
     return (*shards_dir(collection), shard_segment(shard))
 
 
+def retired_dir(collection: str) -> tuple[str, ...]:
+    """Where the state of shards retired from a collection is archived."""
+    return ("collections", collection, "retired")
+
+
 def source_shards_dir() -> tuple[str, ...]:
     """The folder of per-shard source facts that do not depend on the model (rates)."""
     return ("sources", "shards")
@@ -62,6 +75,11 @@ def source_shards_dir() -> tuple[str, ...]:
 
 def rate_history_path(shard: str) -> tuple[str, ...]:
     return (*source_shards_dir(), shard_segment(shard), RATE_HISTORY_FILE)
+
+
+def listing_cache_path(shard: str) -> tuple[str, ...]:
+    """A source's memory of its last listing of a shard (kept apart from the rate history)."""
+    return ("sources", "listings", shard_segment(shard), LISTING_CACHE_FILE)
 
 
 def poll_hashes_path(shard: str) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ from freshness.integrity.repair import broken_shards, repair_shard
 from freshness.pipeline.detect import detect_shard
 from freshness.pipeline.sync import sync
 from freshness.sources import FolderSource, TableSource
+from freshness.state.layout import shard_from_segment, shard_segment
 from freshness.state.manifest import MANIFEST_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
 from freshness.util.timeutil import utc_now
@@ -188,8 +189,10 @@ def test_naive_and_future_table_times_in_a_sync(tmp_path, make_runtime):
 
 # -- hostile shard names --------------------------------------------------------------------
 
-HOSTILE = ["../x", "../../../../escaped", "a/b", "a\\b", "", ".", "..", "a\x00b", "x" * 300,
-           "データ", "-lead", " spaced", "ok/../../up"]
+HOSTILE = ["../x", "../../../../escaped", "", ".", "..", "a\x00b", "x" * 300, "ok/../../up",
+           "a//b", "/abs", "trail/", "tab\tname"]
+# Nested and unusual names are shards like any other: each maps to one folder under the root.
+ODD_BUT_SAFE = ["a/b", "a\\b", "データ", "-lead", " spaced", "x" * 150, "tenants/acme/kb", "50%"]
 
 
 def files_under(root: Path) -> set[str]:
@@ -234,13 +237,25 @@ def test_hostile_shard_names_never_reach_a_path(tmp_path, corpus, make_runtime):
 
 
 def test_hostile_shard_folders_in_a_folder_source_are_named_and_skipped(corpus):
-    for name in ("データ", "x" * 150, "-lead"):
+    for name in ("データ", "x" * 150, "-lead", "ctl\x1bname"):
         (corpus / name).mkdir()
         (corpus / name / "doc.md").write_text("hello")
     discovery = FolderSource(corpus).discover()
-    assert discovery.shards == ["alpha", "beta"]
-    assert len(discovery.skips) == 3 and all("not allowed" in s.reason
-                                              for s in discovery.skips)
+    assert discovery.shards == sorted(["alpha", "beta", "データ", "x" * 150, "-lead"])
+    assert len(discovery.skips) == 1 and "not allowed" in discovery.skips[0].reason
+
+
+def test_odd_but_safe_shard_names_map_to_one_folder_under_the_root(tmp_path):
+    store = StateStore(tmp_path / "state")
+    state = ShardStateStore(store, "c")
+    root = (tmp_path / "state").resolve()
+    for name in ODD_BUT_SAFE:
+        path = Path(store.path("collections", "c", "shards", shard_segment(name)))
+        assert path.parent.resolve() == root / "collections" / "c" / "shards", name
+        state.write_pending(name, {"probe": name})
+        assert state.read_pending(name) == {"probe": name}
+        assert shard_from_segment(shard_segment(name)) == name
+    assert sorted(state.shard_folders()) == sorted(ODD_BUT_SAFE)
 
 
 # -- corrupt state, and `freshness repair` --------------------------------------------------
@@ -279,14 +294,18 @@ def test_corrupt_state_is_named_and_repaired_from_the_index(how, corpus, make_ru
         ["repair", "--path", str(corpus), "--state-root", rt.settings.state_root,
          "--index-path", rt.settings.index_path, "--device", "cpu"])
     assert cli_repair.run(args, None) == 0  # as `freshness repair` runs it
-    report = json.loads(capsys.readouterr().out)["repaired"]
+    printed = json.loads(capsys.readouterr().out)
+    report = printed["repaired"]
     assert [(r["shard"], r["chunks"]) for r in report] == [("alpha", 2)]
     assert report[0]["version"] == healthy["alpha"]["version"] + 1
     assert broken_shards(rt) == []
+    # repair's own sync re-reads each doc once to restore the doc hashes, embedding nothing
+    assert printed["sync"]["totals"]["docs_modified"] == 2
+    assert printed["sync"]["totals"]["chunks_embedded"] == 0
 
     after = sync(rt)
     assert after.ok and after.totals["chunks_embedded"] == 0  # points found, not re-embedded
-    assert after.totals["docs_modified"] == 2  # re-read once to restore the doc hashes
+    assert after.totals["docs_modified"] == 0
     assert_converged(rt)
     assert_timestamps_monotonic(healthy, manifest_infos(rt))
 
