@@ -21,10 +21,10 @@ from freshness.alerts.metrics import shard_readings, shard_series, write_textfil
 from freshness.alerts.sinks import build_sinks
 from freshness.alerts.staleness import SlaConfig
 from freshness.alerts.tick import alert_tick
-from freshness.policy.cadence import traffic_shares
 from freshness.recency.report import shard_stale_rates
 from freshness.state.rate_history import RateHistory
 from freshness.state.status import shard_status
+from freshness.state.traffic import traffic_shares
 from freshness.util.timeutil import utc_now
 
 

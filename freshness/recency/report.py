@@ -23,6 +23,8 @@ from freshness.recency.logs import RETRIEVALS_SCHEMA, LogIngest, read_request_lo
 from freshness.state import layout
 from freshness.state.manifest import HISTORY_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
+from freshness.state.traffic import bounded, write_traffic
+from freshness.util.duck import registered
 from freshness.util.timeutil import as_utc, utc_now
 
 BUCKETS: tuple[tuple[str, float], ...] = (
@@ -285,9 +287,16 @@ def write_day(store: StateStore, state: ShardStateStore, logs: str | Path | list
     return report, ingest, store.path(*folder)
 
 
-def write_latest_shards(store: StateStore, report: RecencyReport) -> None:
-    """Keep each shard's retrievals, traffic share and stale-retrieval rate of this report
-    as the latest known (alerting plots them per shard)."""
+def record_traffic(store: StateStore, report: RecencyReport) -> None:
+    """Keep what this report measured for the policy and the alerts: per-doc and per-shard
+    retrieval shares (freshness.state.traffic) and each shard's stale-retrieval rate. Needs
+    the report's rows (`keep_rows=True`, as `write_day` does); nothing when nothing was served."""
+    if report.rows is None or not report.counts["served"]:
+        return
+    with registered(rows=report.rows) as con:
+        per_doc = con.sql("""SELECT shard, doc_id, count(*) AS retrievals FROM rows
+                             WHERE status = 'served' GROUP BY ALL""").to_arrow_table()
+    write_traffic(store, bounded(per_doc))
     store.write_json({r["key"]: {k: r[k] for k in ("retrievals", "traffic_share", "stale_rate")}
                       for r in report.scope("shard")}, *layout.RECENCY_SHARDS_FILE)
 
