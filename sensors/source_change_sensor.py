@@ -7,8 +7,18 @@ import dagster as dg
 from assets.jobs import reembed_job, run_request
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
+from freshness.pipeline.retire import vanished_shards
 from freshness.policy.cadence import decide_for, observe
+from freshness.sources.base import Discovery
 from freshness.util.timeutil import as_utc, iso, utc_now
+
+
+def _vanished(rt, tokens: dict[str, str], known: list[str]) -> tuple[list[str], list[str]]:
+    """(partitions gone from the source whose state remains: a run retires them; partitions
+    gone and already retired: deleted). An empty source retires and deletes nothing."""
+    gone = [s for s in known if s not in tokens] if tokens else []
+    retire, _ = vanished_shards(rt, Discovery(list(tokens)), gone)
+    return retire, [s for s in gone if s not in retire]
 
 
 @dg.sensor(
@@ -52,8 +62,13 @@ def policy_tick(context: dg.SensorEvaluationContext, freshness: FreshnessResourc
     else:
         requests = [run_request([s], summaries, order, "policy") for s in decision.run_shards]
     pending = [s.shard for s in summaries if s.pending_docs]
+    retire, drop = _vanished(rt, tokens, known)
+    requests += [dg.RunRequest(partition_key=s, run_key=f"retire-{s}") for s in retire]
+    partition_requests = [shard_partitions.build_add_request(new)] if new else []
+    if drop:
+        partition_requests.append(shard_partitions.build_delete_request(drop))
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[shard_partitions.build_add_request(new)] if new else [],
+        dynamic_partitions_requests=partition_requests,
         cursor=json.dumps({"tokens": tokens, "pending": pending, "since": iso(since)}),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freshness.errors import IndexBusyError, StateError
+from freshness.errors import FreshnessError, IndexBusyError, IndexDamagedError, StateError
 from freshness.index.base import (
     UPSERT_BATCH,
     Hit,
@@ -28,10 +29,12 @@ from freshness.index.base import (
     batched,
     merge_hits,
 )
+from freshness.util.disk import names_no_space, no_space_message
 from freshness.util.faults import fault_point
 from freshness.util.shard_names import is_valid_shard_name, shard_from_segment, shard_segment
 
 SCROLL_PAGE = 10_000
+log = logging.getLogger("freshness.index.edge")
 
 
 def _busy(exc: Exception) -> bool:
@@ -61,12 +64,14 @@ class EdgeShardSession:
 
         for point_id, payload in updates.items():
             self._shard.update(UpdateOperation.set_payload([point_id], payload))
+            fault_point("index_write")
 
     def delete(self, ids: Iterable[str]) -> None:
         from qdrant_edge import UpdateOperation
 
         for batch in batched(list(ids), self.upsert_batch):
             self._shard.update(UpdateOperation.delete_points(list(batch)))
+            fault_point("index_write")
 
     def point_ids(self) -> set[str]:
         from qdrant_edge import ScrollRequest
@@ -118,10 +123,21 @@ class EdgeIndex:
             raise StateError(f"unsafe shard name {shard!r}: refusing to touch the index")
         return self._collection_dir(collection) / shard_segment(shard)
 
+    def _meta_dim(self, collection: str) -> int | None:
+        """The collection's vector size from collection.json; None when missing or damaged."""
+        meta = self._collection_dir(collection) / "collection.json"
+        try:
+            return int(json.loads(meta.read_text())["dim"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("unreadable %s (%s): it is rewritten by the next sync", meta, exc)
+            return None
+
     def ensure_collection(self, collection: str, dim: int) -> None:
         meta = self._collection_dir(collection) / "collection.json"
-        if meta.exists():
-            known = json.loads(meta.read_text())["dim"]
+        known = self._meta_dim(collection)
+        if known is not None:
             if known != dim:
                 raise StateError(
                     f"collection {collection!r} holds {known}-d vectors, not {dim}-d: a "
@@ -132,10 +148,11 @@ class EdgeIndex:
         _atomic_write(meta, json.dumps({"dim": dim}))
 
     def _dim(self, collection: str) -> int:
-        meta = self._collection_dir(collection) / "collection.json"
-        if not meta.exists():
-            raise StateError(f"collection {collection!r} does not exist in {self.root}")
-        return int(json.loads(meta.read_text())["dim"])
+        dim = self._meta_dim(collection)
+        if dim is None:
+            raise StateError(f"collection {collection!r} has no readable collection.json in "
+                             f"{self.root}: run `freshness sync` to write it")
+        return dim
 
     def _open(self, path: Path, dim: int, create: bool, timeout_s: float):
         from qdrant_edge import (
@@ -161,24 +178,36 @@ class EdgeIndex:
                         UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
                 return shard
             except Exception as exc:  # noqa: BLE001 - qdrant-edge raises plain errors
-                if not _busy(exc) or time.monotonic() > deadline:
-                    if _busy(exc):
-                        raise IndexBusyError(
-                            f"embedded index folder {path} is held by another process for over "
-                            f"{timeout_s:.0f}s: wait for the running sync, or use a Qdrant server "
-                            "(FRESHNESS_QDRANT_URL) for concurrent access"
-                        ) from exc
-                    raise
+                if not _busy(exc):
+                    raise IndexDamagedError(
+                        f"embedded index folder {path} cannot be opened ({exc}): run "
+                        f"`freshness repair --shard {path.name}` to rebuild it from the source"
+                    ) from exc
+                if time.monotonic() > deadline:
+                    raise IndexBusyError(
+                        f"embedded index folder {path} is held by another process for over "
+                        f"{timeout_s:.0f}s: wait for the running sync, or use a Qdrant server "
+                        "(FRESHNESS_QDRANT_URL) for concurrent access"
+                    ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
     @contextlib.contextmanager
     def open_shard(self, collection: str, shard: str) -> Iterator[EdgeShardSession]:
         path = self._shard_dir(collection, shard)
-        handle = self._open(path, self._dim(collection), True, self.lock_timeout_s)
+        try:
+            handle = self._open(path, self._dim(collection), True, self.lock_timeout_s)
+        except IndexDamagedError as exc:
+            if names_no_space(exc):
+                raise StateError(no_space_message(path, exc, "create index shard")) from exc
+            raise
         try:
             yield EdgeShardSession(handle, self.upsert_batch)
             handle.flush()
+        except Exception as exc:
+            if names_no_space(exc):  # the manifest is not committed: the next run redoes it
+                raise StateError(no_space_message(path, exc, "write index shard")) from exc
+            raise
         finally:
             handle.close()
 
@@ -192,6 +221,25 @@ class EdgeIndex:
         finally:
             handle.close()
 
+    def shard_point_count(self, collection: str, shard: str) -> int:
+        """Exact point count of a shard (0 when its folder is absent): the cheap probe."""
+        from qdrant_edge import CountRequest
+
+        handle = self._open(self._shard_dir(collection, shard), 0, False, self.lock_timeout_s)
+        if handle is None:
+            return 0
+        try:
+            return int(handle.count(CountRequest(exact=True)))
+        except Exception as exc:  # noqa: BLE001 - qdrant-edge raises plain errors
+            raise IndexDamagedError(f"embedded index shard {shard!r} cannot be counted "
+                                    f"({exc}): run `freshness repair --shard {shard}`") from exc
+        finally:
+            handle.close()
+
+    def drop_shard(self, collection: str, shard: str) -> None:
+        """Delete every point of a shard (its folder; nothing when absent)."""
+        shutil.rmtree(self._shard_dir(collection, shard), ignore_errors=True)
+
     def shard_names(self, collection: str) -> list[str]:
         folder = self._collection_dir(collection)
         if not folder.exists():
@@ -202,28 +250,40 @@ class EdgeIndex:
                shards: Sequence[str] | None = None) -> SearchResult:
         collection = self.resolve_alias(target) or target
         hits: list[Hit] = []
-        skipped: list[str] = []
+        problems: dict[str, str] = {}
         for shard in shards or self.shard_names(collection):
-            try:
+            try:  # one shard busy, damaged or missing never hides the others' results
                 handle = self._open(self._shard_dir(collection, shard), 0, False,
                                     min(self.lock_timeout_s, 10.0))
-            except IndexBusyError:
-                skipped.append(shard)
-                continue
-            if handle is None:
-                continue
-            try:
-                hits.extend(EdgeShardSession(handle).query(vector, limit))
-            finally:
-                handle.close()
-        return SearchResult(merge_hits(hits, limit), collection, skipped)
+                if handle is None:
+                    problems[shard] = (f"no index folder for shard {shard!r}: run "
+                                       "`freshness sync` (or `freshness repair`) to rebuild it")
+                    continue
+                try:
+                    hits.extend(EdgeShardSession(handle).query(vector, limit))
+                finally:
+                    handle.close()
+            except FreshnessError as exc:
+                problems[shard] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - qdrant-edge raises plain errors
+                problems[shard] = (f"index shard {shard!r} cannot be searched ({exc}): run "
+                                   f"`freshness repair --shard {shard}`")
+        return SearchResult(merge_hits(hits, limit), collection, list(problems), problems)
 
     def _aliases_path(self) -> Path:
         return self.root / "aliases.json"
 
     def _aliases(self) -> dict[str, str]:
+        """aliases.json; a damaged file reads as no alias (the next sync rewrites it)."""
         path = self._aliases_path()
-        return json.loads(path.read_text()) if path.exists() else {}
+        try:
+            value = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("unreadable %s (%s): no alias until the next sync rewrites it", path, exc)
+            return {}
+        return value if isinstance(value, dict) else {}
 
     def resolve_alias(self, alias: str) -> str | None:
         return self._aliases().get(alias)
@@ -249,6 +309,12 @@ class EdgeIndex:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    try:
+        tmp.write_text(text)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if names_no_space(exc):
+            raise StateError(no_space_message(path, exc)) from exc
+        raise
     fault_point("alias_swap" if path.name == "aliases.json" else "collection_meta")
     os.replace(tmp, path)
