@@ -106,8 +106,9 @@ def test_per_doc_traffic_weighs_the_pending_docs(tmp_path):
     assert traffic.top_docs == {"a": {"a/hot.md": 0.9, "a/x.md": 0.05}}
     assert traffic.shards == pytest.approx({"a": 0.95, "b": 0.05})
     rates = {v.shard: v.stale_rate for v in decide(shards, NOW, 5.0, store, state=state).verdicts}
-    assert rates["a"] == pytest.approx(0.9)
-    assert rates["b"] == pytest.approx(0.05 / 100)  # b/cold.md shares the remainder
+    uniform = 1 / 200  # 10 % of the weight stays uniform per doc (docs nobody retrieved yet)
+    assert rates["a"] == pytest.approx(0.9 * 0.9 + 0.1 * uniform)
+    assert rates["b"] == pytest.approx(0.9 * 0.05 / 100 + 0.1 * uniform)  # b: the remainder
 
 
 def test_an_old_per_shard_traffic_file_is_still_read(tmp_path):

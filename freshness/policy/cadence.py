@@ -28,6 +28,7 @@ from freshness.state.traffic import Traffic, read_traffic, traffic_shares
 from freshness.util.timeutil import DAY_S as DAY
 from freshness.util.timeutil import as_utc
 
+PRIOR_MIX = 0.1  # docs nobody retrieved yet keep a little weight, so their shards refresh
 __all__ = ["CadenceDecision", "ShardVerdict", "decide", "decide_for", "observe",
            "traffic_shares"]
 
@@ -84,11 +85,13 @@ def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | Non
             rates.append(0.0)
             continue
         table = state.read_pending_docs(s.shard) if state is not None else None
+        uniform = s.pending_docs / total_docs  # no request logs: uniform per doc
         if traffic is None or table is None:
-            rates.append(s.pending_docs / total_docs)  # no request logs: uniform per doc
+            rates.append(uniform)
             continue
-        rates.append(float(traffic.doc_weights(s.shard, table["doc_id"].to_pylist(),
-                                               max(s.docs, 1)).sum()))
+        measured = float(traffic.doc_weights(s.shard, table["doc_id"].to_pylist(),
+                                             max(s.docs, 1)).sum())
+        rates.append((1 - PRIOR_MIX) * measured + PRIOR_MIX * uniform)
     return np.array(rates, dtype=float)
 
 

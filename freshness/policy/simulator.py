@@ -407,7 +407,7 @@ def _oracle_schedule(log: ChangeLog, costs: CostModel, price: float
     return np.array(sorted(chosen), dtype=np.int64), objective
 
 
-def oracle(log: ChangeLog, budget: float, costs: CostModel, iterations: int = 30) -> SimResult:
+def oracle(log: ChangeLog, budget: float, costs: CostModel, iterations: int = 20) -> SimResult:
     """The clairvoyant schedule with the largest spend within `budget` (bisection on the price
     of a GPU second), and the Lagrangian lower bound on the stale share at exactly the budget."""
     times, _ = log.events()
