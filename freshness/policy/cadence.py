@@ -98,7 +98,7 @@ def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | Non
 def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: Traffic | None,
               since: datetime) -> tuple[np.ndarray, np.ndarray]:
     """Stale rate added by each poll that saw changes (rate history: changed docs × the shard's
-    mean share per doc), in time order; the newest source change closes the list."""
+    mean share per doc), in time order: what the threshold is planned on."""
     history = RateHistory(store)
     total_docs = sum(max(s.docs, 1) for s in summaries) or 1
     days, rates = [], []
@@ -113,11 +113,6 @@ def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: T
         for at, changed in zip(rows["polled_at"].to_pylist(), rows["changed"].to_pylist()):
             days.append(_days(at))
             rates.append(changed * per_doc)
-    newest = [s.last_source_change_seen for s in summaries
-              if s.pending_docs and s.last_source_change_seen]
-    if newest:  # the quiet time counts from the newest change, not the poll that saw it
-        days.append(_days(max(newest)))
-        rates.append(0.0)
     order = np.argsort(days, kind="stable")
     return np.asarray(days, float)[order], np.asarray(rates, float)[order]
 
@@ -155,7 +150,9 @@ def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_second
         never_indexed=np.array([s.manifest_version == 0 for s in summaries], dtype=bool),
         now_days=_days(now), start_days=_days(start),
         run_days=np.array([d for d, _ in spent]), run_cost_s=np.array([c for _, c in spent]),
-        arrival_days=arrival_days, arrival_rate=arrival_rate)
+        arrival_days=arrival_days, arrival_rate=arrival_rate,
+        last_change_days=max((_days(s.last_source_change_seen) for s in summaries
+                              if s.last_source_change_seen), default=None))
     config = LoopConfig(budget_gpu_seconds_per_day, costs, sla_days, min_interval_days, batch)
     loop = loop_decide(config, inputs)
     shares = traffic.shards if traffic else {}

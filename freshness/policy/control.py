@@ -63,6 +63,7 @@ class LoopInputs:
     run_cost_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # and what they cost
     arrival_days: np.ndarray = field(default_factory=lambda: np.zeros(0))  # docs newly pending
     arrival_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their q_d
+    last_change_days: float | None = None  # the newest source change seen (else: last arrival)
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,14 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
     now = inputs.now_days
     plan = plan or plan_threshold(config, inputs)
     available = credit(config, inputs)
-    eligible_now = (inputs.pending_docs > 0) & ~(now - inputs.last_run_days
-                                                 < config.min_interval_days)
+    eligible_now = (inputs.pending_docs > 0) & ~((now - inputs.last_run_days
+                                                  < config.min_interval_days)
+                                                 & (config.min_interval_days > 0))
     plan = paced(config, plan, available - run_cost(config, inputs.pending_docs, eligible_now))
     pending = inputs.pending_docs > 0
     since_run = now - inputs.last_run_days
-    held = pending & (since_run < config.min_interval_days)  # nan compares False: never ran
+    held = pending & (since_run < config.min_interval_days) if config.min_interval_days > 0 \
+        else np.zeros_like(pending)  # nan compares False: a shard that never ran is not held
     eligible = pending & ~held
     age = now - inputs.oldest_pending_days
     sla = eligible & (age >= config.sla_days) if config.sla_days else np.zeros_like(pending)
@@ -205,6 +208,8 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
 
 
 def _last_arrival(inputs: LoopInputs) -> float:
+    if inputs.last_change_days is not None:
+        return inputs.last_change_days
     return float(inputs.arrival_days[-1]) if len(inputs.arrival_days) else inputs.start_days
 
 
