@@ -11,8 +11,7 @@ from assets.metadata import clean, table
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from freshness.config import Settings
-from freshness.recency.report import RecencyReport, write_day, write_latest_shards
-from freshness.state.traffic import write_traffic
+from freshness.recency.report import RecencyReport, record_traffic, write_day
 from freshness.util.timeutil import utc_now
 
 recency_days = dg.DailyPartitionsDefinition(start_date="2025-01-01")
@@ -89,9 +88,7 @@ def _recency_result(context, freshness: FreshnessResource, day: str, start: date
     if ingest.quarantine_path:
         context.log.warning("quarantined %d malformed log records: %s",
                             ingest.counts["quarantined"], ingest.quarantine_path)
-    if counts["served"]:  # the policy weighs shards by these shares (freshness.policy.cadence)
-        write_traffic(rt.store, report.traffic())  # per doc, bounded: freshness.state.traffic
-        write_latest_shards(rt.store, report)  # the alert sensor plots them per shard
+    record_traffic(rt.store, report)  # the policy weighs docs and shards by it; alerts too
     shards = pa.Table.from_pylist([{("shard" if k == "key" else k): r[k] for k in _SHARD_COLUMNS}
                                    for r in report.scope("shard")])
 

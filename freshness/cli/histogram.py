@@ -10,9 +10,14 @@ from pathlib import Path
 from freshness.cli.common import add_common_options
 from freshness.errors import FreshnessError
 from freshness.recency.logs import read_request_logs
-from freshness.recency.report import BUCKETS, RecencyReport, load_versions, recency_report
+from freshness.recency.report import (
+    BUCKETS,
+    RecencyReport,
+    load_versions,
+    recency_report,
+    record_traffic,
+)
 from freshness.runtime import Runtime
-from freshness.state.traffic import write_traffic
 from freshness.util.timeutil import as_utc, utc_now
 
 
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace, rt: Runtime) -> int:
     ingest = read_request_logs(args.logs, _quarantine_path(args, rt))
     report = recency_report(ingest.retrievals, versions, since=since, until=until)
     if report.counts["served"]:  # the re-embedding policy weighs pending docs by these shares
-        write_traffic(rt.store, report.traffic())
+        record_traffic(rt.store, report)
     if args.json:
         print(json.dumps({
             "collection": state.collection, "counts": report.counts,

@@ -23,7 +23,7 @@ from freshness.recency.logs import RETRIEVALS_SCHEMA, LogIngest, read_request_lo
 from freshness.state import layout
 from freshness.state.manifest import HISTORY_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
-from freshness.state.traffic import Traffic, bounded
+from freshness.state.traffic import Traffic, bounded, write_traffic
 from freshness.util.timeutil import as_utc, utc_now
 
 BUCKETS: tuple[tuple[str, float], ...] = (
@@ -295,9 +295,13 @@ def write_day(store: StateStore, state: ShardStateStore, logs: str | Path | list
     return report, ingest, store.path(*folder)
 
 
-def write_latest_shards(store: StateStore, report: RecencyReport) -> None:
-    """Keep each shard's retrievals, traffic share and stale-retrieval rate of this report
-    as the latest known (alerting plots them per shard)."""
+def record_traffic(store: StateStore, report: RecencyReport) -> None:
+    """Keep what this report measured for the policy and the alerts: per-doc and per-shard
+    retrieval shares (freshness.state.traffic) and each shard's stale-retrieval rate. Needs
+    nothing when nothing was served."""
+    if not report.counts["served"]:
+        return
+    write_traffic(store, report.traffic())
     store.write_json({r["key"]: {k: r[k] for k in ("retrievals", "traffic_share", "stale_rate")}
                       for r in report.scope("shard")}, *layout.RECENCY_SHARDS_FILE)
 
