@@ -295,6 +295,25 @@ def write_day(store: StateStore, state: ShardStateStore, logs: str | Path | list
     return report, ingest, store.path(*folder)
 
 
+def stale_over_time(report: RecencyReport, bins: int = 24) -> pa.Table:
+    """The served retrievals of a report (with rows) in about `bins` equal time bins of whole
+    minutes: bin start, served, stale served, stale rate — when stale retrievals happened."""
+    if report.rows is None or not report.counts["served"]:
+        return pa.table({"bin": pa.array([], pa.timestamp("us", "UTC")),
+                         "served": pa.array([], pa.int64()), "stale": pa.array([], pa.int64()),
+                         "stale_rate": pa.array([], pa.float64())})
+    with registered(rows=report.rows) as con:
+        con.sql("SET TimeZone = 'UTC'")
+        return con.sql(f"""
+            WITH s AS (SELECT ts, stale_served FROM rows WHERE status = 'served'),
+            w AS (SELECT greatest(1, ceil(epoch(max(ts) - min(ts)) / 60 / {bins}))::INT AS m
+                  FROM s)
+            SELECT time_bucket(to_minutes((SELECT m FROM w)), ts) AS bin, count(*) AS served,
+                   count(*) FILTER (WHERE stale_served) AS stale,
+                   count(*) FILTER (WHERE stale_served) / count(*) AS stale_rate
+            FROM s GROUP BY ALL ORDER BY bin""").to_arrow_table()
+
+
 def record_traffic(store: StateStore, report: RecencyReport) -> None:
     """Keep what this report measured for the policy and the alerts: per-doc and per-shard
     retrieval shares (freshness.state.traffic) and each shard's stale-retrieval rate. Needs
