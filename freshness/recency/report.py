@@ -24,6 +24,7 @@ from freshness.state import layout
 from freshness.state.manifest import HISTORY_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
 from freshness.state.traffic import Traffic, bounded, write_traffic
+from freshness.util.duck import registered
 from freshness.util.timeutil import as_utc, utc_now
 
 BUCKETS: tuple[tuple[str, float], ...] = (
