@@ -23,7 +23,7 @@ from freshness.recency.logs import RETRIEVALS_SCHEMA, LogIngest, read_request_lo
 from freshness.state import layout
 from freshness.state.manifest import HISTORY_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
-from freshness.state.traffic import bounded, write_traffic
+from freshness.state.traffic import Traffic, bounded, write_traffic
 from freshness.util.duck import registered
 from freshness.util.timeutil import as_utc, utc_now
 
@@ -111,10 +111,16 @@ class RecencyReport:
     summary: pa.Table  # scope, key, retrievals, traffic_share, stale rate, percentiles
     histogram: pa.Table  # scope, key, metric, bucket_index, bucket, retrievals, stale
     rows: pa.Table | None = None  # one row per retrieval (when asked for)
+    doc_retrievals: pa.Table | None = None  # shard, doc_id, retrievals (served only)
 
     def scope(self, name: str) -> list[dict]:
         """Summary rows of one scope: shard, route, day or all."""
         return [r for r in self.summary.to_pylist() if r["scope"] == name]
+
+    def traffic(self) -> Traffic:
+        """Per-doc retrieval shares, bounded (top docs + per-shard remainder), for the policy."""
+        return bounded(self.doc_retrievals if self.doc_retrievals is not None
+                       else pa.table({"shard": [], "doc_id": [], "retrievals": []}))
 
     def traffic_weights(self) -> dict[str, float]:
         """Each shard's share of the served retrievals (0.0 for shards nobody retrieved)."""
@@ -244,7 +250,10 @@ def recency_report(retrievals: pa.Table | str | Path, versions: pa.Table, *,
         source=source, age_bucket=_bucket("content_age_seconds"),
         age_bin=_bin("content_age_seconds"), lag_bucket=_bucket("embedding_lag_seconds"),
         lag_bin=_bin("embedding_lag_seconds"))).to_arrow_table()
-    return _aggregate(cube, versions, rows)
+    report = _aggregate(cube, versions, rows)
+    report.doc_retrievals = con.sql(f"SELECT shard, doc_id, count(*) AS retrievals FROM {source} "
+                                    "WHERE status = 'served' GROUP BY ALL").to_arrow_table()
+    return report
 
 
 def _aggregate(cube: pa.Table, versions: pa.Table, rows: pa.Table | None) -> RecencyReport:
@@ -309,13 +318,10 @@ def stale_over_time(report: RecencyReport, bins: int = 24) -> pa.Table:
 def record_traffic(store: StateStore, report: RecencyReport) -> None:
     """Keep what this report measured for the policy and the alerts: per-doc and per-shard
     retrieval shares (freshness.state.traffic) and each shard's stale-retrieval rate. Needs
-    the report's rows (`keep_rows=True`, as `write_day` does); nothing when nothing was served."""
-    if report.rows is None or not report.counts["served"]:
+    nothing when nothing was served."""
+    if not report.counts["served"]:
         return
-    with registered(rows=report.rows) as con:
-        per_doc = con.sql("""SELECT shard, doc_id, count(*) AS retrievals FROM rows
-                             WHERE status = 'served' GROUP BY ALL""").to_arrow_table()
-    write_traffic(store, bounded(per_doc))
+    write_traffic(store, report.traffic())
     store.write_json({r["key"]: {k: r[k] for k in ("retrievals", "traffic_share", "stale_rate")}
                       for r in report.scope("shard")}, *layout.RECENCY_SHARDS_FILE)
 
