@@ -7,9 +7,16 @@ import dagster as dg
 import yaml
 
 from assets.partitions import shard_partitions
+from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from assets.source_changes import source_changes
 from freshness.config import Settings
+from freshness.pipeline.detect import PendingSummary
+from freshness.policy.cadence import decide_for, observe
+from freshness.util.timeutil import utc_now
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
 
 
 def reembed_run_tags() -> dict[str, str]:
@@ -37,11 +44,34 @@ scan_job = dg.define_asset_job(
 )
 
 
+def run_request(shards: list[str], summaries: list[PendingSummary], order: list[str],
+                trigger: str) -> dg.RunRequest:
+    """One run for all given shards: a partition range over them (single-run backfill
+    policy), so the model loads once. Shards inside the range that have nothing pending
+    cost one listing each."""
+    shards = sorted(shards, key=order.index)
+    versions = {s.shard: (s.manifest_version, s.pending_docs) for s in summaries
+                if s.shard in shards}
+    key = ",".join(f"{s}:v{versions[s][0]}:{versions[s][1]}" for s in shards)
+    tags = {"freshness/trigger": trigger, "freshness/shards": ",".join(shards)[:200]}
+    if len(shards) == 1:
+        return dg.RunRequest(partition_key=shards[0], run_key=key, tags=tags)
+    return dg.RunRequest(run_key=key, tags={**tags, RANGE_START: shards[0],
+                                            RANGE_END: shards[-1]})
+
+
 @dg.schedule(job=reembed_job, cron_schedule="0 * * * *",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
-def hourly_reembed_sweep(context: dg.ScheduleEvaluationContext):
-    """Every hour, sync every known shard: cheap when nothing changed, a safety net otherwise."""
-    shards = context.instance.get_dynamic_partitions(shard_partitions.name)
-    hour = context.scheduled_execution_time.strftime("%Y-%m-%dT%H")
-    return [dg.RunRequest(partition_key=s, run_key=f"sweep:{s}:{hour}",
-                          tags={"freshness/trigger": "schedule"}) for s in shards]
+             default_status=dg.DefaultScheduleStatus.STOPPED)
+def hourly_reembed_sweep(context: dg.ScheduleEvaluationContext, freshness: FreshnessResource):
+    """Optional safety net (off by default: the sensor's SLA does this job): scan every shard
+    and ask the same control loop; at most one batched run, within the budget."""
+    rt = freshness.runtime()
+    getattr(rt.source, "refresh", lambda: None)()
+    summaries, _ = observe(rt, rt.source.change_tokens(), {}, [])
+    decision = decide_for(rt, summaries, context.scheduled_execution_time or utc_now())
+    if not decision.run_shards:
+        return dg.SkipReason("the control loop says wait: " + ", ".join(
+            sorted({v.reason for v in decision.verdicts})))
+    order = context.instance.get_dynamic_partitions(shard_partitions.name)
+    order = list(order) + [s.shard for s in summaries if s.shard not in order]
+    return [run_request(decision.run_shards, summaries, order, "schedule")]

@@ -30,6 +30,7 @@ def shard_metadata(result: SyncResult, shard: ShardResult, model: str) -> dict:
         "run_model_load_seconds": round(result.model_load_seconds, 3),
         "collection": result.collection,
         "alias_switched": result.alias_switched,
+        "retired": True if shard.info.get("retired") else None,  # gone from the source
         "last_embedded_at": timestamp(shard.info.get("last_embedded_at")),
         "last_source_change_seen": timestamp(shard.info.get("last_source_change_seen")),
         "dagster/row_count": counts.get("chunks_total", 0),
@@ -50,6 +51,8 @@ def shard_embeddings(context: dg.AssetExecutionContext,
     rt = freshness.runtime()
     result = sync(rt, context.partition_keys, logger=context.log)
     failed = {s.shard: s.error for s in result.shards if not s.ok}
+    if result.errors:
+        failed["(run)"] = "; ".join(result.errors)
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} shard(s) failed; their state was not advanced",

@@ -19,3 +19,7 @@ class IndexBusyError(FreshnessError):
 
 class StateError(FreshnessError):
     """Per-shard state is unreadable or inconsistent."""
+
+
+class IndexDamagedError(StateError):
+    """An index shard exists but cannot be opened or read (damaged files)."""

@@ -1,12 +1,20 @@
-"""The cadence decision: first builds, piggybacked batches, traffic shares, spend correction."""
+"""The control loop: first builds, ride-along batches, per-doc traffic, min_interval, budget."""
 
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
+import pyarrow as pa
+import pytest
+
 from freshness.pipeline.detect import PendingSummary
 from freshness.policy.cadence import decide
+from freshness.policy.control import LoopConfig, LoopInputs, LoopPlan, credit
+from freshness.policy.control import decide as loop_decide
 from freshness.policy.planner import CostModel
+from freshness.state.manifest import ShardStateStore
 from freshness.state.runs import record_run
 from freshness.state.store import StateStore
+from freshness.state.traffic import Traffic, bounded, read_traffic, write_traffic
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 DAY = 86400.0
@@ -16,34 +24,92 @@ def summary(shard: str, docs: int, pending: int, waited_days: float, version: in
     since = (NOW - timedelta(days=waited_days)).timestamp() / DAY
     return PendingSummary(
         shard, 0, pending, 0, docs - pending, 0, True, NOW, version,
-        NOW - timedelta(days=waited_days) if pending else None, NOW, docs=docs,
+        NOW - timedelta(days=waited_days) if pending else None,
+        NOW - timedelta(days=waited_days) if pending else None, docs=docs,
         pending_since_sum_days=pending * since, rate_per_doc_day=0.01)
 
 
 def test_a_never_indexed_shard_is_due_and_pending_shards_ride_along(tmp_path):
     store = StateStore(tmp_path)
+    record_run(store, ["busy"], 500, 400.0, 10.0, 1000.0, "cpu")  # the budget is spent
+    now = datetime.now(timezone.utc)
     shards = [summary("new", 10, 10, 0.0, version=0), summary("busy", 100, 2, 0.001),
               summary("quiet", 100, 0, 0.0)]
-    decision = decide(shards, NOW, 1e-6, store)
+    decision = decide(shards, now, 1e-6, store)
     reasons = {v.shard: v.reason for v in decision.verdicts}
     assert reasons["new"] == "not indexed yet" and reasons["quiet"] == "no pending changes"
-    assert decision.run_shards == ["new", "busy"]  # busy is not due but shares the run
-    alone = decide(shards, NOW, 1e-6, store, batch=False)
+    assert decision.run_shards == ["busy", "new"]  # busy is not due but shares the run
+    alone = decide(shards, now, 1e-6, store, batch=False)
     assert alone.run_shards == ["new"]
 
 
-def test_traffic_shares_weigh_the_debt(tmp_path):
+def inputs(rate, pending, last_run=None, now=10.0, arrivals=(9.0,), spent=()):
+    n = len(rate)
+    return LoopInputs(
+        [f"s{i}" for i in range(n)], np.array(pending, float), np.array(rate, float),
+        np.where(np.array(pending) > 0, 9.0, np.nan), np.array(last_run or [np.nan] * n),
+        np.zeros(n, bool), now, 0.0, np.array([d for d, _ in spent]),
+        np.array([c for _, c in spent]), np.array(arrivals, float),
+        np.ones(len(arrivals)))
+
+
+def test_the_rule_weighs_the_stale_rate_by_the_quiet_time():
+    config = LoopConfig(100.0, CostModel(20, 0, 1, 0))
+    plan = LoopPlan(0.5, 10, 10.0)
+    # rate 0.4 quiet for 1 day: 0.4 < 0.5, wait until 9 + 0.5 / 0.4 = 10.25
+    waiting = loop_decide(config, inputs([0.4, 0.0], [3, 0]), plan)
+    assert not waiting.run_shards and abs(waiting.next_check_days - 10.25) < 1e-6
+    ready = loop_decide(config, inputs([0.4, 0.2], [3, 1]), plan)
+    assert ready.run_shards == ["s0", "s1"]
+
+
+def test_min_interval_holds_a_shard_back_and_wakes_when_it_expires():
+    config = LoopConfig(100.0, CostModel(20, 0, 1, 0), min_interval_days=0.5)
+    plan = LoopPlan(0.1, 10, 10.0)
+    held = loop_decide(config, inputs([0.6, 0.6], [2, 2], last_run=[9.8, 1.0]), plan)
+    assert held.run_shards == ["s1"] and held.reasons[0] == "min_interval not reached"
+    only = loop_decide(config, inputs([0.6, 0.0], [2, 0], last_run=[9.8, 1.0]), plan)
+    assert not only.run_shards and abs(only.next_check_days - 10.3) < 1e-9
+
+
+def test_credit_never_lets_spend_run_ahead_of_the_budget():
+    config = LoopConfig(10.0, CostModel(20, 0, 1, 0))
+    plan = LoopPlan(0.0, 10, 10.0)
+    # 10 days × 10 s/day = 100 s accrued, 90 s spent: 10 s left; a run costs 20 s
+    broke = inputs([1.0], [1], spent=[(5.0, 90.0)])
+    assert credit(config, broke) == 10.0
+    decision = loop_decide(config, broke, plan)
+    assert not decision.run_shards and abs(decision.next_check_days - 11.0) < 1e-6
+
+
+def test_per_doc_traffic_weighs_the_pending_docs(tmp_path):
     store = StateStore(tmp_path)
-    shards = [summary("read", 100, 5, 2.0), summary("unread", 100, 5, 2.0)]
-    store.write_json({"read": 1.0, "unread": 0.0}, "traffic", "shares.json")
-    debts = {v.shard: v.debt for v in decide(shards, NOW, 5.0, store).verdicts}
-    assert debts["read"] > 5 * debts["unread"] > 0  # the unread shard keeps a 10 % prior
+    state = ShardStateStore(store, "chunks")
+    shards = [summary("a", 100, 1, 2.0), summary("b", 100, 1, 2.0)]
+    for shard, doc in (("a", "a/hot.md"), ("b", "b/cold.md")):
+        state.write_pending_docs(shard, pa.table({"doc_id": [doc], "since": pa.array(
+            [NOW - timedelta(days=2)], pa.timestamp("us", "UTC"))}))
+    counts = pa.table({"shard": ["a", "a", "b"], "doc_id": ["a/hot.md", "a/x.md", "b/cold.md"],
+                       "retrievals": [90, 5, 5]})
+    write_traffic(store, bounded(counts, top_k=2))
+    traffic = read_traffic(store)
+    assert traffic.top_docs == {"a": {"a/hot.md": 0.9, "a/x.md": 0.05}}
+    assert traffic.shards == pytest.approx({"a": 0.95, "b": 0.05})
+    rates = {v.shard: v.stale_rate for v in decide(shards, NOW, 5.0, store, state=state).verdicts}
+    assert rates["a"] == pytest.approx(0.9)
+    assert rates["b"] == pytest.approx(0.05 / 100)  # b/cold.md shares the remainder
 
 
-def test_measured_spend_corrects_the_threshold(tmp_path):
-    store, shards = StateStore(tmp_path), [summary("s", 1000, 3, 0.5)]
-    record_run(store, ["s"], 500, 400.0, 10.0, 4000.0, "cpu")  # 4000 s spent just now
+def test_an_old_per_shard_traffic_file_is_still_read(tmp_path):
+    store = StateStore(tmp_path)
+    store.write_json({"a": 0.7, "b": 0.3}, "traffic", "shares.json")
+    assert read_traffic(store) == Traffic({"a": 0.7, "b": 0.3})
+
+
+def test_runs_recorded_for_a_shard_set_its_last_run(tmp_path):
+    store = StateStore(tmp_path)
+    record_run(store, ["s"], 500, 400.0, 10.0, 30.0, "cpu")
     today = datetime.now(timezone.utc)
-    over = decide(shards, today, 100.0, store, CostModel())  # 40x the budget in 24 h
-    later = decide(shards, today + timedelta(days=2), 100.0, store, CostModel())  # same costs
-    assert over.plan.debt_threshold > 5 * later.plan.debt_threshold
+    decision = decide([summary("s", 1000, 3, 0.0)], today, 1e6, store,
+                      min_interval_days=1.0)
+    assert decision.verdicts[0].reason == "min_interval not reached"

@@ -1,7 +1,7 @@
 """The Dagster layer for real: definitions, materializations, sensor ticks, schedule."""
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
@@ -13,7 +13,8 @@ from assets.shard_embeddings import shard_embeddings
 from assets.shard_freshness import shard_freshness
 from assets.source_changes import source_changes
 from definitions import defs
-from sensors.source_change_sensor import source_change_sensor
+from freshness.util.timeutil import utc_now
+from sensors.source_change_sensor import policy_tick, source_change_sensor
 
 
 @pytest.fixture
@@ -55,9 +56,11 @@ def test_materialize_scan_embed_and_freshness(resource):
     assert rows["beta"]["pending_docs"] == 2 and rows["beta"]["oldest_pending_change"]
 
 
-def tick(instance, resource, cursor=None):
+def tick(instance, resource, cursor=None, later_s: float = 0.0):
     context = dg.build_sensor_context(instance=instance, resources={"freshness": resource},
                                       cursor=cursor)
+    if later_s:  # the injectable clock: a tick a little later
+        return policy_tick(context, resource, utc_now() + timedelta(seconds=later_s))
     return source_change_sensor(context)
 
 
@@ -88,24 +91,27 @@ def test_sensor_requests_runs_only_when_the_policy_says_so(resource, corpus):
     assert held.run_requests == []  # debt far below what one run is worth at this budget
     assert json.loads(held.cursor)["pending"] == ["beta"]
 
-    due = tick(instance, resource, held.cursor)  # ample budget: due at once
+    due = tick(instance, resource, held.cursor, 1800)  # ample budget, accrued for a run
     assert [r.partition_key for r in due.run_requests] == ["beta"]
-    again = tick(instance, resource, held.cursor)
+    again = tick(instance, resource, held.cursor, 1800)
     assert again.run_requests[0].run_key == due.run_requests[0].run_key  # deduplicated
 
     sla = FreshnessResource(**{**thrifty.model_dump(), "max_staleness_hours": 1e-9})
     assert [r.partition_key for r in tick(instance, sla, held.cursor).run_requests] == ["beta"]
 
 
-def test_hourly_sweep_requests_every_known_shard():
+def test_the_sweep_is_off_by_default_and_asks_the_same_control_loop(resource):
+    assert hourly_reembed_sweep.default_status == dg.DefaultScheduleStatus.STOPPED
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(shard_partitions.name, ["a", "b"])
+        instance.add_dynamic_partitions(shard_partitions.name, ["alpha", "beta"])
         with dg.build_schedule_context(
-                instance=instance,
-                scheduled_execution_time=datetime(2026, 1, 1, 5, tzinfo=timezone.utc)) as context:
+                instance=instance, resources={"freshness": resource},
+                scheduled_execution_time=datetime.now(timezone.utc)) as context:
             requests = hourly_reembed_sweep(context)
-    assert sorted(r.partition_key for r in requests) == ["a", "b"]
-    assert requests[0].run_key == "sweep:a:2026-01-01T05"
+    (request,) = requests  # never indexed: due; one batched run, not one per shard
+    assert request.tags["freshness/trigger"] == "schedule"
+    assert request.tags["dagster/asset_partition_range_start"] == "alpha"
+    assert request.tags["dagster/asset_partition_range_end"] == "beta"
 
 
 def test_a_batched_run_gives_each_partition_its_own_counts_and_seconds(resource, corpus):

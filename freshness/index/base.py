@@ -31,9 +31,12 @@ class Hit:
 
 @dataclass
 class SearchResult:
+    """Hits, and the shards left out (busy, damaged, missing) with the reason for each."""
+
     hits: list[Hit]
     collection: str | None
     skipped_shards: list[str] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)
 
 
 class ShardSession(Protocol):
@@ -58,6 +61,10 @@ class VectorIndex(Protocol):
     def open_shard(self, collection: str, shard: str): ...  # context manager -> ShardSession
 
     def shard_point_ids(self, collection: str, shard: str) -> set[str]: ...
+
+    def shard_point_count(self, collection: str, shard: str) -> int: ...
+
+    def drop_shard(self, collection: str, shard: str) -> None: ...
 
     def search(self, target: str, vector: np.ndarray, limit: int = 5,
                shards: Sequence[str] | None = None) -> SearchResult: ...

@@ -190,6 +190,23 @@ class ClientIndex:
             return set()
         return ClientShardSession(self, collection, shard).point_ids()
 
+    def shard_point_count(self, collection: str, shard: str) -> int:
+        """Exact point count of a shard (0 when the collection does not exist): the probe."""
+        if not self.call(lambda: self.client.collection_exists(collection), "collection_exists"):
+            return 0
+        return int(self.call(lambda: self.client.count(
+            collection, count_filter=_shard_filter([shard]), exact=True), "count").count)
+
+    def drop_shard(self, collection: str, shard: str) -> None:
+        """Delete every point of a shard (a retired shard's points)."""
+        from qdrant_client import models
+
+        if not self.call(lambda: self.client.collection_exists(collection), "collection_exists"):
+            return
+        selector = models.FilterSelector(filter=_shard_filter([shard]))
+        self.call(lambda: self.client.delete(collection, points_selector=selector, wait=True),
+                  "delete")
+
     def search(self, target: str, vector: np.ndarray, limit: int = 5,
                shards: Sequence[str] | None = None) -> SearchResult:
         collection = self.resolve_alias(target) or target

@@ -1,4 +1,7 @@
-"""Rebuild a shard's manifest from the index payloads, when the manifest is corrupt or lost.
+"""`freshness repair`: fix both directions. A shard's manifest is rebuilt from the index
+payloads when it is corrupt or lost; the index is rebuilt from the manifest and the source when
+points are missing or the shard's index folder is damaged (dropped, then re-embedded by a sync
+that reads every shard's point ids).
 
 Every point carries its lineage (doc_id, chunk_index, content_hash, source_updated_at,
 embedded_at), so the index alone says what is indexed. The rebuilt manifest leaves `doc_hash`
@@ -14,7 +17,8 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from freshness.errors import StateError
+from freshness.errors import IndexDamagedError, StateError
+from freshness.pipeline.sync import sync
 from freshness.runtime import Runtime
 from freshness.state import layout
 from freshness.state.lease import ShardLease
@@ -133,3 +137,61 @@ def _repair(rt: Runtime, shard: str) -> dict:
     return {"shard": shard, "collection": rt.collection, "version": version,
             "points": len(ids), "chunks": len(rows), "docs": info["docs"],
             "points_without_lineage": len(skipped), "was_broken": was_broken}
+
+
+def _index_problem(rt: Runtime, shard: str) -> str | None:
+    """'damaged' when the shard's index cannot be opened, 'missing points' when it lacks
+    points its (readable) manifest names, else None."""
+    try:
+        present = rt.index.shard_point_ids(rt.collection, shard)
+    except IndexDamagedError:
+        return "damaged"
+    if manifest_problem(rt, shard):
+        return None
+    expected = set(rt.shard_state().load(shard).chunks["point_id"].to_pylist())
+    return "missing points" if expected - present else None
+
+
+def repair(rt: Runtime, shards: list[str] | None = None,
+           rebuild_manifests: tuple[str, ...] = ()) -> dict:
+    """Repair the given shards (default: every shard the state or the source knows).
+
+    1. a damaged index shard is dropped (under the lease; it is derived data);
+    2. a manifest that does not load (or one named in `rebuild_manifests`) is rebuilt from the
+       index payloads, or archived when the index was damaged too (rebuilt from the source);
+    3. a sync that reads every shard's point ids re-embeds what is missing, deletes orphans
+       and retires vanished shards.
+    """
+    state = rt.shard_state()
+    targets = list(shards) if shards else sorted(
+        {s for s in state.shard_folders() if shard_name_problem(s) is None}
+        | set(rt.source.discover().shards))
+    problems = {s: _index_problem(rt, s) for s in targets if shard_name_problem(s) is None}
+    for shard, problem in problems.items():
+        if problem == "damaged":
+            _leased(rt, shard, lambda s=shard: rt.index.drop_shard(rt.collection, s))
+    manifests, archived = [], []
+    for shard in problems:
+        if shard not in rebuild_manifests and not manifest_problem(rt, shard):
+            continue
+        if problems[shard] == "damaged":
+            stamp = iso(utc_now()).replace(":", "")
+            _leased(rt, shard, lambda s=shard, t=stamp: state.archive(s, t))
+            archived.append(shard)
+        elif state.store.exists(*_folder(rt, shard)):
+            manifests.append(repair_shard(rt, shard))
+    result = sync(rt, shards or None, check_index=True)
+    return {"collection": rt.collection, "manifests_rebuilt": manifests,
+            "manifests_archived": archived,
+            "index_rebuilt": sorted(s for s, p in problems.items() if p),
+            "index_problems": {s: p for s, p in problems.items() if p},
+            "sync": result.summary(), "ok": result.ok}
+
+
+def _leased(rt: Runtime, shard: str, action) -> None:
+    lease = ShardLease(rt.store, rt.collection, shard)
+    lease.acquire(rt.settings.lock_timeout_s)
+    try:
+        action()
+    finally:
+        lease.release()

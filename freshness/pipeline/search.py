@@ -16,11 +16,18 @@ class EmptyIndexError(FreshnessError):
 def search(rt: Runtime, query: str, limit: int = 5,
            shards: Sequence[str] | None = None) -> SearchResult:
     """Top `limit` chunks for `query`, each with its text and lineage payload. Raises
-    EmptyIndexError (before loading the model) when no collection is served yet."""
+    EmptyIndexError (before loading the model) when no collection is served yet.
+
+    Searches the shards committed in the served collection (or `shards`), so a committed
+    shard whose index is missing or damaged is named in `problems`, never silently empty.
+    """
     alias = rt.settings.alias
-    if rt.index.resolve_alias(alias) is None and alias not in rt.index.collections():
+    serving = rt.index.resolve_alias(alias)
+    if serving is None and alias not in rt.index.collections():
         where = rt.settings.qdrant_url or rt.settings.index_path
         raise EmptyIndexError(f"the index at {where} is empty (no collection behind alias "
                               f"{alias!r}): run `freshness sync` first")
     vector = rt.embedder.encode([query])[0]
+    if not shards and serving:
+        shards = rt.shard_state(serving).shards() or None
     return rt.index.search(alias, vector, limit, shards)

@@ -27,6 +27,7 @@ from freshness.errors import FreshnessError
 from freshness.index.base import PointRecord
 from freshness.pipeline.diff import ChunkPlan, damaged_docs, diff_docs, plan_chunks
 from freshness.pipeline.retention import record_swap_and_prune
+from freshness.pipeline.retire import retire_shard, vanished_shards
 from freshness.runtime import Runtime
 from freshness.sources.base import Listing, Skip
 from freshness.state.lease import run_leased
@@ -34,12 +35,13 @@ from freshness.state.manifest import ShardManifest
 from freshness.state.runs import record_run
 from freshness.util.arrow import replace_column
 from freshness.util.faults import fault_point
-from freshness.util.hashing import doc_hash
+from freshness.util.hashing import doc_hash, ids_digest
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import as_utc, iso, utc_now
 
 log = logging.getLogger("freshness.pipeline.sync")
 ProgressFn = Callable[[int, int, float], None]
+VANISHED = "vanished or became unreadable between listing and reading: the next sync retries it"
 
 
 @dataclass
@@ -69,10 +71,12 @@ class SyncResult:
     wall_seconds: float
     model_load_seconds: float = 0.0
     device: str | None = None  # where the chunks were embedded (None: nothing embedded)
+    retired_shards: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # run-level problems (e.g. empty source)
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.shards)
+        return all(s.ok for s in self.shards) and not self.errors
 
     @property
     def totals(self) -> Counter:
@@ -91,6 +95,8 @@ class SyncResult:
             "alias_switched": self.alias_switched,
             "shards": len(self.shards),
             "failed_shards": {s.shard: s.error for s in self.shards if not s.ok},
+            "retired_shards": self.retired_shards,
+            "errors": self.errors,
             "totals": dict(sorted(totals.items())),
             "embed_seconds": round(self.embed_seconds, 3),
             "chunks_per_second": round(embedded / self.embed_seconds, 1)
@@ -124,7 +130,12 @@ def _present_points(rt: Runtime, manifest: ShardManifest, changes: pa.Table,
     checked = as_utc(manifest.info.get("index_checked_at"))
     interval = timedelta(minutes=rt.settings.index_check_interval_minutes)
     if quiet and checked and now - checked < interval and not check_index:
-        return set(manifest.chunks["point_id"].to_pylist())
+        # The cheap probe: the manifest's ids still hash to what was committed and the
+        # index holds as many points; else read the ids (a deleted or rebuilt index folder).
+        ids = manifest.chunks["point_id"].to_pylist()
+        if manifest.info.get("ids_digest") in (None, ids_digest(ids)) and \
+                rt.index.shard_point_count(rt.collection, manifest.shard) == len(ids):
+            return set(ids)
     manifest.info["index_checked_at"] = iso(now)
     return rt.index.shard_point_ids(rt.collection, manifest.shard)
 
@@ -146,6 +157,8 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
             "modified", changes["change"]))
     to_read = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
     docs = rt.source.read(shard, to_read["doc_id"].to_pylist())
+    gone = set(to_read["doc_id"].to_pylist()) - set(docs["doc_id"].to_pylist())
+    listing.skips.extend(Skip(d, shard, VANISHED) for d in sorted(gone))
     doc_hashes = [doc_hash(t) for t in docs["content"].to_pylist()]
     doc_meta = pa.table({"doc_id": docs["doc_id"], "doc_hash": pa.array(doc_hashes, pa.string()),
                          "updated_at": docs["updated_at"]})
@@ -213,7 +226,8 @@ def _apply_shard(rt: Runtime, work: _Work, vectors: np.ndarray, now: datetime) -
                                        pa.scalar(now, pa.timestamp("us", "UTC"))))
     adopted = pc.any(pc.is_null(plan.next_chunks["embedded_at"])).as_py()  # a crashed run's
     info = _shard_info(work, now, bool(touches_index or plan.retired.num_rows or adopted))
-    changed = touches_index or work.counts.get("docs_modified", 0) or work.manifest.version == 0
+    changed = touches_index or adopted or work.manifest.version == 0 or any(
+        work.counts.get(f"docs_{k}", 0) for k in ("added", "modified", "deleted"))
     state = rt.shard_state()
     if changed or plan.retired.num_rows:
         return state.commit(work.manifest, chunks, plan.retired, info).info
@@ -236,6 +250,7 @@ def _shard_info(work: _Work, now: datetime, index_changed: bool) -> dict:
         "index_checked_at": previous.get("index_checked_at"),
         "docs": work.counts["docs_total"],
         "chunks": work.counts["chunks_total"],
+        "ids_digest": ids_digest(work.plan.next_chunks["point_id"].to_pylist()),
         "last_run": dict(work.counts),
     }
 
@@ -254,6 +269,7 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     rt.source.refresh()
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
+    vanished, keep_reason = vanished_shards(rt, discovery, shards)
     results: dict[str, ShardResult] = {}
     work: list[_Work] = []
     for shard in targets:
@@ -261,6 +277,11 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
         problem = shard_name_problem(shard)
         if problem:
             result.ok, result.error = False, problem
+            continue
+        if shard in vanished:
+            continue  # retired below
+        if discovery.shards and shard not in discovery.shards:
+            result.info = {"note": "not in the source and never indexed: nothing to do"}
             continue
         try:
             item = _plan_shard(rt, shard, now, check_index)
@@ -270,6 +291,8 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
             continue
         result.counts, result.skips, result.notes = item.counts, item.listing.skips, \
             item.listing.notes
+        if item.plan.to_embed.num_rows:
+            rt.embedder.prefetch()  # load the model while the other shards are planned
         work.append(item)
         logger.info("shard %s planned: %s", shard, dict(item.counts))
 
@@ -296,17 +319,41 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
             logger.error("shard %s: %s", item.shard, exc)
         offset += n
 
+    retired = _retire(rt, vanished, results, logger)
     switched = maybe_switch_alias(rt, discovery.shards)
+    errors = [keep_reason] if keep_reason else []
     device = rt.embedder.device if texts else None
     tokens = (rt.embedder.tokens_used - tokens_before) or \
         sum(pc.sum(w.plan.to_embed["n_tokens"]).as_py() or 0 for w in work)
-    record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
-               model_load_seconds, time.perf_counter() - started, device, tokens=tokens,
-               cost_unit=rt.settings.cost_unit,
-               usd_per_million_tokens=rt.settings.usd_per_million_tokens)
+    try:
+        record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
+                   model_load_seconds, time.perf_counter() - started, device, tokens=tokens,
+                   cost_unit=rt.settings.cost_unit,
+                   usd_per_million_tokens=rt.settings.usd_per_million_tokens)
+    except FreshnessError as exc:  # e.g. a full disk: the shards' own results stand
+        errors.append(f"run record not written: {exc}")
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),
                       discovery.skips, embed_seconds, time.perf_counter() - started,
-                      model_load_seconds, device)
+                      model_load_seconds, device, retired, errors)
+
+
+def _retire(rt: Runtime, vanished: list[str], results: dict[str, ShardResult],
+            logger: logging.Logger) -> list[str]:
+    """Retire each vanished shard (points deleted, state archived); return those retired."""
+    retired = []
+    for shard in vanished:
+        result = results[shard] = ShardResult(shard)
+        try:
+            result.info = retire_shard(rt, shard)
+        except FreshnessError as exc:
+            result.ok, result.error = False, str(exc)
+            logger.error("shard %s: retiring failed: %s", shard, exc)
+            continue
+        result.counts.update(chunks_retired=sum(
+            c["chunks_retired"] for c in result.info["collections"].values()))
+        retired.append(shard)
+        logger.info("shard %s vanished from the source: retired", shard)
+    return retired
 
 
 def _embed(rt: Runtime, texts: list[str], progress: ProgressFn | None,

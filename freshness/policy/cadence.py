@@ -1,22 +1,35 @@
-"""Which shards to re-embed now: the staleness-debt policy applied to detection results."""
+"""The deployed control loop: detection results and state in, `control.decide` out.
+
+The sensor (and the optional sweep schedule) call `observe` then `decide`; the simulator calls
+`control.decide` with the same kind of inputs built from a change log. This module only turns the
+state (pending docs, traffic, run records, rate history) into `LoopInputs`.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from freshness.pipeline.detect import PendingSummary
+import numpy as np
+import pyarrow.compute as pc
+
+from freshness.pipeline.detect import PendingSummary, detect_shard
+from freshness.policy.control import LoopConfig, LoopDecision, LoopInputs
+from freshness.policy.control import decide as loop_decide
 from freshness.policy.costs import learned_costs
-from freshness.policy.planner import BudgetController, CostModel, Plan, ShardModel, is_due, plan
-from freshness.state import layout
-from freshness.state.runs import load_runs, spent_seconds
+from freshness.policy.planner import CostModel
+from freshness.runtime import Runtime
+from freshness.state.manifest import ShardStateStore
+from freshness.state.rate_history import RateHistory
+from freshness.state.runs import load_runs
 from freshness.state.store import StateStore
-from freshness.util.rates import gamma_posterior_rate
-from freshness.util.timeutil import DAY_S
+from freshness.state.traffic import Traffic, read_traffic, traffic_shares
+from freshness.util.timeutil import DAY_S as DAY
+from freshness.util.timeutil import as_utc
 
-PRIOR_MIX = 0.1  # a shard nobody queried yet still gets a little weight, so it is refreshed
+__all__ = ["CadenceDecision", "ShardVerdict", "decide", "decide_for", "observe",
+           "traffic_shares"]
 
 
 @dataclass(frozen=True)
@@ -26,70 +39,138 @@ class ShardVerdict:
     shard: str
     due: bool
     reason: str
-    debt: float
+    stale_rate: float  # Σ retrieval share of its pending docs
     pending_docs: int
     pending_age_days: float | None
     query_share: float
-    rate_per_doc_day: float
+    rate_per_doc_day: float | None
 
 
 @dataclass
 class CadenceDecision:
-    plan: Plan
+    loop: LoopDecision
     verdicts: list[ShardVerdict]
-    run_shards: list[str]  # due shards plus, when batching, every shard with pending changes
+    run_shards: list[str]
     costs: CostModel
 
 
-def traffic_shares(store: StateStore) -> dict[str, float] | None:
-    """Per-shard retrieval shares written by the recency computation, if any."""
-    raw = store.read_bytes(*layout.TRAFFIC_FILE)
-    return json.loads(raw) if raw else None
+def observe(rt: Runtime, tokens: dict[str, str], known_tokens: dict[str, str],
+            pending: Sequence[str]) -> tuple[list[PendingSummary], list[str]]:
+    """Fresh detection for shards whose change token moved or that had pending changes; the
+    last recorded summary for the rest (unchanged and fully embedded)."""
+    moved = [s for s, t in tokens.items() if known_tokens.get(s) != t]
+    scan = sorted(set(moved) | (set(pending) & set(tokens)))
+    summaries = {s: detect_shard(rt, s) for s in scan}
+    state = rt.shard_state()
+    for shard in tokens:
+        if shard not in summaries:
+            stored = state.read_pending(shard)
+            summaries[shard] = PendingSummary.from_dict(stored) if stored else \
+                detect_shard(rt, shard)
+    return [summaries[s] for s in sorted(summaries)], scan
+
+
+def _days(value: datetime) -> float:
+    return as_utc(value).timestamp() / DAY
+
+
+def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | None,
+               traffic: Traffic | None) -> np.ndarray:
+    """Per shard, Σ retrieval share of its pending docs (per-doc traffic when known)."""
+    total_docs = sum(max(s.docs, 1) for s in summaries) or 1
+    rates = []
+    for s in summaries:
+        if not s.pending_docs:
+            rates.append(0.0)
+            continue
+        table = state.read_pending_docs(s.shard) if state is not None else None
+        if traffic is None or table is None:
+            rates.append(s.pending_docs / total_docs)  # no request logs: uniform per doc
+            continue
+        rates.append(float(traffic.doc_weights(s.shard, table["doc_id"].to_pylist(),
+                                               max(s.docs, 1)).sum()))
+    return np.array(rates, dtype=float)
+
+
+def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: Traffic | None,
+              since: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Stale rate added by each poll that saw changes (rate history: changed docs × the shard's
+    mean share per doc), in time order; the newest source change closes the list."""
+    history = RateHistory(store)
+    total_docs = sum(max(s.docs, 1) for s in summaries) or 1
+    days, rates = [], []
+    for s in summaries:
+        rows = history.load(s.shard)
+        if not rows.num_rows:
+            continue
+        rows = rows.filter(pc.and_(pc.greater(rows["polled_at"], since),
+                                   pc.greater(rows["changed"], 0)))
+        share = traffic.shards.get(s.shard, 0.0) if traffic else max(s.docs, 1) / total_docs
+        per_doc = share / max(s.docs, 1)
+        for at, changed in zip(rows["polled_at"].to_pylist(), rows["changed"].to_pylist()):
+            days.append(_days(at))
+            rates.append(changed * per_doc)
+    newest = [s.last_source_change_seen for s in summaries
+              if s.pending_docs and s.last_source_change_seen]
+    if newest:  # the quiet time counts from the newest change, not the poll that saw it
+        days.append(_days(max(newest)))
+        rates.append(0.0)
+    order = np.argsort(days, kind="stable")
+    return np.asarray(days, float)[order], np.asarray(rates, float)[order]
 
 
 def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_seconds_per_day: float,
            store: StateStore, default_costs: CostModel = CostModel(),
            sla_days: float | None = None, min_interval_days: float = 0.0,
-           last_run: dict[str, datetime] | None = None, batch: bool = True) -> CadenceDecision:
-    """Plan the debt threshold for the budget and mark the shards whose debt reached it."""
-    shares = traffic_shares(store) or {}
-    total_docs = sum(s.docs for s in summaries) or 1
-    models, by_shard = [], {}
-    for s in summaries:
-        prior = s.docs / total_docs  # uniform per doc when no request logs are known
-        share = (1 - PRIOR_MIX) * shares.get(s.shard, 0.0) + PRIOR_MIX * prior if shares \
-            else prior
-        rate = s.rate_per_doc_day if s.rate_per_doc_day is not None else \
-            gamma_posterior_rate(0, max(s.docs, 1) * 30.0)
-        models.append(ShardModel(s.shard, max(s.docs, 1), rate, share, sla_days=sla_days,
-                                 min_interval_days=min_interval_days))
-        by_shard[s.shard] = (s, share, rate)
-    runs = load_runs(store)  # read once: costs and the last day's spend both come from it
-    costs = learned_costs(runs, default_costs)
-    current = plan(models, costs, budget_gpu_seconds_per_day)
-    spent = spent_seconds(runs, now - timedelta(days=1))
-    if spent:  # measured spend corrects the model's threshold (BudgetController)
-        current.debt_threshold = BudgetController(
-            current.debt_threshold, budget_gpu_seconds_per_day).update(spent, 1.0)
-    share_total = sum(m.query_weight for m in models) or 1.0
-    verdicts = []
-    for shard, (summary, share, rate) in by_shard.items():
-        share /= share_total
-        debt = share / max(summary.docs, 1) * summary.pending_doc_days(now)
-        age = None if summary.oldest_pending_change is None else \
-            (now - summary.oldest_pending_change).total_seconds() / DAY_S
-        since_run = None if not last_run or shard not in last_run else \
-            (now - last_run[shard]).total_seconds() / DAY_S
-        due = is_due(debt, current.debt_threshold, age, sla_days, since_run, min_interval_days)
-        first_build = summary.manifest_version == 0 and summary.pending_docs > 0
-        due = due or first_build
-        reason = ("no pending changes" if age is None else
-                  "not indexed yet" if first_build else
-                  "SLA reached" if due and sla_days and age >= sla_days else
-                  "staleness debt reached the threshold" if due else "debt below threshold")
-        verdicts.append(ShardVerdict(shard, due, reason, debt, summary.pending_docs, age, share,
-                                     rate))
-    due = [v.shard for v in verdicts if v.due]
-    if due and batch:  # the run's overhead is paid once: bring every pending shard along
-        due = [v.shard for v in verdicts if v.pending_docs]
-    return CadenceDecision(current, verdicts, due, costs)
+           last_run: dict[str, datetime] | None = None, batch: bool = True,
+           start: datetime | None = None, state: ShardStateStore | None = None,
+           learn: bool = True) -> CadenceDecision:
+    """One tick of the control loop over the given shards (as the sensor calls it)."""
+    summaries = sorted(summaries, key=lambda s: s.shard)
+    runs = load_runs(store)
+    costs = learned_costs(runs, default_costs) if learn else default_costs
+    traffic = read_traffic(store)
+    last_run = dict(last_run or {})
+    for record in runs:  # the run records say when each shard last ran
+        finished = as_utc(record.get("finished_at"))
+        for shard in record.get("shards", []) if finished else []:
+            if shard not in last_run or last_run[shard] < finished:
+                last_run[shard] = finished
+    start = start or min((as_utc(r["finished_at"]) for r in runs if r.get("finished_at")),
+                         default=now)
+    spent = [(_days(r["finished_at"]), float(r.get("wall_seconds") or 0.0)) for r in runs
+             if r.get("finished_at") and r.get("chunks_embedded")]
+    arrival_days, arrival_rate = _arrivals(store, summaries, traffic, as_utc(start))
+    inputs = LoopInputs(
+        shards=[s.shard for s in summaries],
+        pending_docs=np.array([s.pending_docs for s in summaries], dtype=float),
+        pending_rate=_doc_rates(summaries, state, traffic),
+        oldest_pending_days=np.array([_days(s.oldest_pending_change)
+                                      if s.oldest_pending_change else np.nan for s in summaries]),
+        last_run_days=np.array([_days(last_run[s.shard]) if s.shard in last_run else np.nan
+                                for s in summaries]),
+        never_indexed=np.array([s.manifest_version == 0 for s in summaries], dtype=bool),
+        now_days=_days(now), start_days=_days(start),
+        run_days=np.array([d for d, _ in spent]), run_cost_s=np.array([c for _, c in spent]),
+        arrival_days=arrival_days, arrival_rate=arrival_rate)
+    config = LoopConfig(budget_gpu_seconds_per_day, costs, sla_days, min_interval_days, batch)
+    loop = loop_decide(config, inputs)
+    shares = traffic.shards if traffic else {}
+    verdicts = [ShardVerdict(
+        s.shard, bool(due), reason, float(rate), s.pending_docs,
+        None if s.oldest_pending_change is None else
+        (now - as_utc(s.oldest_pending_change)).total_seconds() / DAY,
+        shares.get(s.shard, 0.0), s.rate_per_doc_day)
+        for s, due, reason, rate in zip(summaries, loop.due, loop.reasons, inputs.pending_rate)]
+    return CadenceDecision(loop, verdicts, loop.run_shards, costs)
+
+
+def decide_for(rt: Runtime, summaries: Sequence[PendingSummary], now: datetime,
+               start: datetime | None = None) -> CadenceDecision:
+    """`decide` with the runtime's settings (budget, costs, SLA, min interval, batching)."""
+    settings = rt.settings
+    sla = settings.max_staleness_hours / 24 if settings.max_staleness_hours else None
+    return decide(summaries, now, settings.budget_gpu_seconds_per_day, rt.store,
+                  CostModel(settings.run_overhead_s, settings.per_chunk_s), sla,
+                  settings.min_interval_minutes / 1440, batch=settings.batch_shards,
+                  start=start, state=rt.shard_state())

@@ -42,11 +42,13 @@ class ShardModel:
 
 @dataclass(frozen=True)
 class CostModel:
-    """GPU seconds per run: overhead + per_chunk_s × chunks; chunks_per_doc per changed doc."""
+    """GPU seconds per run: overhead + per_chunk_s × chunks + listing_s per shard scanned;
+    chunks_per_doc per changed doc."""
 
     overhead_s: float = 20.0
     per_chunk_s: float = 0.002
     chunks_per_doc: float = 1.2
+    listing_s: float = 0.05
 
     @property
     def per_doc_s(self) -> float:
@@ -67,12 +69,12 @@ def learn_costs(runs: Sequence[tuple[float, int]], default: CostModel = CostMode
         (overhead, per_chunk), *_ = np.linalg.lstsq(design, np.array([s for s, _ in rows]),
                                                    rcond=None)
         if overhead >= 0 and per_chunk > 0:
-            return CostModel(float(overhead), float(per_chunk), cpd)
+            return CostModel(float(overhead), float(per_chunk), cpd, default.listing_s)
     busiest = max(rows, key=lambda r: r[1], default=None)
     if busiest and busiest[1] > 0:
         per_chunk = max((busiest[0] - default.overhead_s) / busiest[1], default.per_chunk_s)
-        return CostModel(default.overhead_s, per_chunk, cpd)
-    return CostModel(default.overhead_s, default.per_chunk_s, cpd)
+        return CostModel(default.overhead_s, per_chunk, cpd, default.listing_s)
+    return CostModel(default.overhead_s, default.per_chunk_s, cpd, default.listing_s)
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,43 @@
-"""Freshness simulator: replay a change log against a re-embedding policy and a GPU budget.
+"""Freshness simulator: replay a change log through a re-embedding policy under a GPU budget.
 
-Nothing is embedded: a run of a shard costs overhead + per-doc cost × docs pending (the cost
-model). Retrieval-weighted freshness is exact for an infinite query stream: each doc is
-retrieved at a rate proportional to its popularity (Zipf over a seeded random ranking by
-default) while it exists in the source or the index, and a retrieval is stale while the doc's
-latest source change is not embedded (edits, additions not yet indexed, deletions still served).
-Every policy skips runs when nothing is pending (detection is cheap), so the comparison is
-about when to spend GPU, not about wasting it on empty runs. `adaptive` is the staleness-debt
-policy of `freshness.policy.planner`: its threshold comes from `plan` with causal rate and traffic
-estimates (re-planned every 4 weeks); its parameter is the GPU budget it plans with.
+Nothing is embedded. The production cost model: a run pays the overhead once, a listing per shard
+in its partition range and a per-chunk cost per pending doc; every pending shard rides along
+(one batched run), and a run with nothing pending is skipped. Retrieval-weighted freshness is exact
+for an infinite query stream: each doc is retrieved at a rate proportional to its popularity (Zipf
+over a seeded random ranking by default) while it exists in the source or the index, and a
+retrieval is stale while the doc's latest change is not embedded (edits, additions not indexed
+yet, deletions still served).
+
+Policies produce run schedules, and one vectorised `evaluate` scores every schedule:
+- `adaptive` is the production loop: `freshness.policy.control.decide` called after every change
+  (and when it asks to be woken), with causal inputs only — the budget as given, arrivals seen so
+  far, and per-doc traffic in the bounded form recency writes (`freshness.state.traffic`);
+- `uniform` (one batched run every T), `proportional` (each shard's clock ∝ its change rate, the
+  run batched), `threshold` (a batched run when N docs are pending) — each calibrated with
+  hindsight to spend as much of the budget as it can;
+- `oracle`: clairvoyant (knows every future change and query), the best batched schedule for its
+  spend (dynamic programming over change instants with a Lagrange multiplier on the budget);
+- `immediate`: a run after every change (the ceiling).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from freshness.policy.planner import CostModel, ShardModel, plan
-from freshness.util.rates import gamma_posterior_rate
+from freshness.policy.control import LoopConfig, LoopInputs, LoopPlan, decide, plan_threshold
+from freshness.policy.planner import CostModel
+from freshness.state.traffic import TOP_K
 from freshness.util.timeutil import DAY_S
 
-POLICIES = ("adaptive", "uniform", "proportional", "threshold", "immediate")
-RATE_WINDOW_DAYS = 90.0
-REPLAN_DAYS = 28.0
+POLICIES = ("adaptive", "adaptive-causal", "uniform", "proportional", "threshold", "oracle",
+            "immediate")
+BASELINES = ("uniform", "proportional", "threshold")
+REPLAN_DAYS = 7.0
 
 
 @dataclass
@@ -40,19 +51,27 @@ class SimResult:
     freshness: float
     mean_age_hours: float
     retrieval_weighted_freshness: float
-    run_log: list[tuple[float, str]] = field(default_factory=list, repr=False)
+    run_times: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    run_shards: list[np.ndarray] = field(default_factory=list, repr=False)
+    lower_bound_stale: float | None = None  # oracle only: Lagrangian bound at the budget
 
     @property
     def gpu_seconds_per_day(self) -> float:
         return self.gpu_seconds / self.days
 
+    @property
+    def stale_share(self) -> float:
+        """Share of retrievals served stale (1 − retrieval-weighted freshness)."""
+        return 1.0 - self.retrieval_weighted_freshness
+
     def as_dict(self) -> dict:
-        return {"policy": self.policy, "parameter": self.parameter, "budget": self.budget,
-                "gpu_seconds": round(self.gpu_seconds, 1),
-                "gpu_seconds_per_day": round(self.gpu_seconds_per_day, 3),
+        return {"policy": self.policy, "parameter": round(float(self.parameter), 6),
+                "budget": self.budget, "gpu_seconds": round(self.gpu_seconds, 1),
+                "gpu_seconds_per_day": round(self.gpu_seconds_per_day, 4),
                 "freshness": round(float(self.freshness), 5),
                 "mean_age_hours": round(float(self.mean_age_hours), 3),
-                "retrieval_weighted_freshness": round(float(self.retrieval_weighted_freshness), 5),
+                "retrieval_weighted_freshness": round(float(self.retrieval_weighted_freshness), 6),
+                "stale_share": round(float(self.stale_share), 6),
                 "runs": self.runs, "days": round(self.days, 2)}
 
 
@@ -69,6 +88,7 @@ class ChangeLog:
     doc_shard: np.ndarray
     popularity: np.ndarray
     horizon: float
+    doc_ids: list[str] = field(default_factory=list)
 
     @classmethod
     def from_parquet(cls, snapshot: str, replay: str, **kwargs) -> ChangeLog:
@@ -81,11 +101,14 @@ class ChangeLog:
 
     @classmethod
     def from_tables(cls, snapshot: pa.Table, changes: pa.Table, zipf_s: float = 1.0,
-                    seed: int = 0, popularity: dict[str, float] | None = None) -> ChangeLog:
+                    seed: int = 0, popularity: dict[str, float] | None = None,
+                    start: float | None = None) -> ChangeLog:
         """From the replay schema: snapshot (path, shard) and changes (committed_at, path,
-        shard, op) in replay order."""
-        start = min(c.timestamp() for c in changes["committed_at"].to_pylist()[:1]
-                    + snapshot["committed_at"].to_pylist()[:1])
+        shard, op) in replay order. `start`: the epoch second of time 0 (default: the first
+        commit)."""
+        if start is None:
+            start = min(c.timestamp() for c in changes["committed_at"].to_pylist()[:1]
+                        + snapshot["committed_at"].to_pylist()[:1])
         paths = list(dict.fromkeys(snapshot["path"].to_pylist() + changes["path"].to_pylist()))
         index = {p: i for i, p in enumerate(paths)}
         shard_of = dict(zip(snapshot["path"].to_pylist(), snapshot["shard"].to_pylist()))
@@ -101,250 +124,393 @@ class ChangeLog:
         times = np.array([t.timestamp() - start for t in changes["committed_at"].to_pylist()])
         return cls(
             times=times,
-            docs=np.array([index[p] for p in changes["path"].to_pylist()]),
-            shards=np.array([shard_index[s] for s in changes["shard"].to_pylist()]),
-            deletes=np.array([op == "delete" for op in changes["op"].to_pylist()]),
-            initial_docs=np.array([index[p] for p in snapshot["path"].to_pylist()]),
+            docs=np.array([index[p] for p in changes["path"].to_pylist()], dtype=np.int64),
+            shards=np.array([shard_index[s] for s in changes["shard"].to_pylist()],
+                            dtype=np.int64),
+            deletes=np.array([op == "delete" for op in changes["op"].to_pylist()], dtype=bool),
+            initial_docs=np.array([index[p] for p in snapshot["path"].to_pylist()],
+                                  dtype=np.int64),
             shard_names=names,
-            doc_shard=np.array([shard_index[shard_of[p]] for p in paths]),
+            doc_shard=np.array([shard_index[shard_of[p]] for p in paths], dtype=np.int64),
             popularity=weights / weights.sum(),
             horizon=float(times.max()) if len(times) else 0.0,
+            doc_ids=paths,
         )
 
+    def events(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct change times and, per time, the offset of its first change."""
+        times, starts = np.unique(self.times, return_index=True)
+        return times, np.append(starts, len(self.times))
 
-class _State:
-    """Per-doc existence and staleness, with the integrals the metrics need."""
-
-    def __init__(self, log: ChangeLog) -> None:
-        n = len(log.doc_shard)
-        self.log = log
-        self.alive_since = np.full(n, np.nan)  # in source or index since
-        self.alive_since[log.initial_docs] = 0.0
-        self.in_source = np.zeros(n, bool)
-        self.in_source[log.initial_docs] = True
-        self.stale_since = np.full(n, np.nan)
-        self.pending: list[set[int]] = [set() for _ in log.shard_names]
-        self.first_pending = [math.inf] * len(log.shard_names)
-        # Retrieval-weighted staleness debt of a shard at time t is t·mass − weighted_since.
-        self.mass = np.zeros(len(log.shard_names))
-        self.debt_weight = log.popularity  # replaced by shard averages when the policy
-        # only knows per-shard traffic (see `simulate(doc_traffic=False)`)
-        self.weighted_since = np.zeros(len(log.shard_names))
-        self.doc_time = self.stale_time = self.age_integral = 0.0
-        self.w_doc_time = self.w_stale_time = 0.0
-
-    def change(self, t: float, doc: int, shard: int, delete: bool) -> None:
-        if math.isnan(self.alive_since[doc]):
-            self.alive_since[doc] = t
-        self.in_source[doc] = not delete
-        if math.isnan(self.stale_since[doc]):
-            self.stale_since[doc] = t
-            weight = self.debt_weight[doc]
-            self.mass[shard] += weight
-            self.weighted_since[shard] += weight * t
-        self.pending[shard].add(doc)
-        self.first_pending[shard] = min(self.first_pending[shard], t)
-
-    def run(self, t: float, shard: int) -> int:
-        docs = self.pending[shard]
-        p = self.log.popularity
-        for doc in docs:
-            waited = t - self.stale_since[doc]
-            self.stale_time += waited
-            self.age_integral += waited * waited / 2
-            self.w_stale_time += p[doc] * waited
-            self.stale_since[doc] = np.nan
-            if not self.in_source[doc]:  # deletion now propagated: the doc leaves the index
-                self._close(doc, t)
-        count = len(docs)
-        self.pending[shard] = set()
-        self.first_pending[shard] = math.inf
-        self.mass[shard] = self.weighted_since[shard] = 0.0
-        return count
-
-    def _close(self, doc: int, t: float) -> None:
-        lived = t - self.alive_since[doc]
-        self.doc_time += lived
-        self.w_doc_time += self.log.popularity[doc] * lived
-        self.alive_since[doc] = np.nan
-
-    def finish(self, t: float) -> None:
-        for shard in range(len(self.pending)):
-            for doc in self.pending[shard]:
-                waited = t - self.stale_since[doc]
-                self.stale_time += waited
-                self.age_integral += waited * waited / 2
-                self.w_stale_time += self.log.popularity[doc] * waited
-        for doc in np.flatnonzero(~np.isnan(self.alive_since)):
-            self._close(int(doc), t)
+    def known_traffic(self, top_k: int = TOP_K) -> np.ndarray:
+        """Per-doc retrieval shares as the policy sees them: the top-k docs' own shares, the
+        rest of each shard sharing its remainder equally (as `freshness.state.traffic`)."""
+        top = np.argsort(-self.popularity, kind="stable")[:top_k]
+        known = np.zeros(len(self.popularity), bool)
+        known[top] = True
+        shards = len(self.shard_names)
+        rest = np.bincount(self.doc_shard[~known], weights=self.popularity[~known],
+                           minlength=shards)
+        count = np.bincount(self.doc_shard[~known], minlength=shards)
+        return np.where(known, self.popularity, (rest / np.maximum(count, 1))[self.doc_shard])
 
 
-class _Rates:
-    """Causal per-shard change-rate estimates (last RATE_WINDOW_DAYS of observed changes)."""
+# ---- scoring a schedule -----------------------------------------------------------------------
 
-    def __init__(self, shards: int) -> None:
-        self.times: list[list[float]] = [[] for _ in range(shards)]
+def evaluate(log: ChangeLog, run_times: np.ndarray, run_shards: list[np.ndarray],
+             costs: CostModel, policy: str = "schedule", parameter: float = 0.0,
+             budget: float | None = None) -> SimResult:
+    """Freshness and spend of a schedule: runs at `run_times` (seconds), each embedding what is
+    pending in the shards `run_shards[i]` (their partition range is listed)."""
+    inside = run_times <= log.horizon  # a run after the log ends is not part of it
+    run_times = np.asarray(run_times, float)[inside]
+    run_shards = [x for x, keep in zip(run_shards, inside) if keep]
+    runs = len(run_times)
+    shards = len(log.shard_names)
+    end = np.full(len(log.times), log.horizon)
+    run_id = np.full(len(log.times), runs)
+    member = np.zeros((shards, runs), bool)
+    for r, included in enumerate(run_shards):
+        member[included, r] = True
+    for s in range(shards):
+        mine = np.flatnonzero(log.shards == s)
+        if not len(mine):
+            continue
+        ids = np.flatnonzero(member[s])
+        k = np.searchsorted(run_times[ids], log.times[mine], side="left")
+        done = k < len(ids)
+        run_id[mine[done]] = ids[k[done]]
+        end[mine[done]] = run_times[ids[k[done]]]
+    order = np.lexsort((run_id, log.docs))
+    doc, rid = log.docs[order], run_id[order]
+    first = np.ones(len(order), bool)
+    first[1:] = (doc[1:] != doc[:-1]) | (rid[1:] != rid[:-1])
+    starts = np.flatnonzero(first)
+    lasts = np.append(starts[1:], len(order)) - 1
+    g_doc, g_run = doc[starts], rid[starts]
+    g_first, g_end = log.times[order][starts], end[order][starts]
+    g_delete = log.deletes[order][lasts]
+    waited = g_end - g_first
+    q = log.popularity
+    # lifetime: from time 0 (initial docs) or the first change; a propagated deletion ends it
+    # until the doc comes back
+    alive_from = np.full(len(q), np.nan)
+    changed_first = np.full(len(q), np.inf)
+    np.minimum.at(changed_first, log.docs, log.times)
+    alive_from[np.isfinite(changed_first)] = changed_first[np.isfinite(changed_first)]
+    alive_from[log.initial_docs] = 0.0
+    exists = ~np.isnan(alive_from)
+    lifetime = np.where(exists, log.horizon - np.nan_to_num(alive_from), 0.0)
+    closed = g_delete & (g_run < runs)
+    following = np.append(g_doc[1:] == g_doc[:-1], False)
+    back = np.where(following, np.append(g_first[1:], log.horizon), log.horizon)
+    gap = np.where(closed, back - g_end, 0.0)
+    doc_time = lifetime.sum() - gap.sum()
+    w_doc_time = (q * lifetime).sum() - (q[g_doc] * gap).sum()
+    embedded = np.bincount(g_run[g_run < runs], minlength=runs)
+    scanned = np.array([ix.max() - ix.min() + 1 if len(ix) else 0 for ix in run_shards])
+    active = embedded > 0
+    gpu = float((costs.overhead_s + costs.listing_s * scanned[active]
+                 + costs.per_doc_s * embedded[active]).sum())
+    days = max(log.horizon / DAY_S, 1e-9)
+    return SimResult(
+        policy, parameter, budget, days, int(active.sum()), gpu,
+        freshness=1 - waited.sum() / doc_time if doc_time else 1.0,
+        mean_age_hours=(waited ** 2 / 2).sum() / doc_time / 3600 if doc_time else 0.0,
+        retrieval_weighted_freshness=1 - (q[g_doc] * waited).sum() / w_doc_time
+        if w_doc_time else 1.0,
+        run_times=run_times[active], run_shards=[x for x, a in zip(run_shards, active) if a])
 
-    def observe(self, t: float, shard: int) -> None:
-        self.times[shard].append(t)
 
-    def per_doc_day(self, t: float, shard: int, docs: int) -> float:
-        window = max(min(RATE_WINDOW_DAYS * DAY_S, t), DAY_S)
-        recent = sum(1 for x in self.times[shard] if x > t - window)
-        return gamma_posterior_rate(recent, max(docs, 1) * window / DAY_S)
+def _changed_shards(log: ChangeLog, cycle: np.ndarray, runs: int) -> list[np.ndarray]:
+    """Per cycle index 0..runs-1, the shards that changed in it."""
+    pairs = np.unique(cycle * len(log.shard_names) + log.shards)
+    by_run = pairs // len(log.shard_names)
+    cut = np.searchsorted(by_run, np.arange(runs + 1))
+    shard = pairs % len(log.shard_names)
+    return [shard[cut[r]:cut[r + 1]] for r in range(runs)]
 
 
-def _shard_views(state: _State, rates: _Rates, t: float) -> tuple[np.ndarray, np.ndarray]:
-    log = state.log
-    alive = ~np.isnan(state.alive_since)
-    counts = np.bincount(log.doc_shard[alive], minlength=len(log.shard_names))
-    weights = np.bincount(log.doc_shard[alive], weights=log.popularity[alive],
-                          minlength=len(log.shard_names))
-    per_doc = np.array([rates.per_doc_day(t, s, int(counts[s]))
-                        for s in range(len(log.shard_names))])
-    return counts, np.stack([per_doc, weights])
+# ---- baselines -------------------------------------------------------------------------------
+
+def immediate(log: ChangeLog) -> tuple[np.ndarray, list[np.ndarray]]:
+    times, _ = log.events()
+    cycle = np.searchsorted(times, log.times)
+    return times, _changed_shards(log, cycle, len(times))
+
+
+def uniform(log: ChangeLog, interval_days: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One batched run of everything pending every `interval_days` (skipped when idle)."""
+    step = interval_days * DAY_S
+    tick = np.floor(log.times / step).astype(np.int64) + 1
+    ticks, cycle = np.unique(tick, return_inverse=True)
+    return ticks * step, _changed_shards(log, cycle, len(ticks))
+
+
+def threshold(log: ChangeLog, pending_docs: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A batched run as soon as `pending_docs` docs are pending (all shards)."""
+    times, offsets = log.events()
+    pending: set[int] = set()
+    shards: set[int] = set()
+    run_times, run_shards = [], []
+    docs, doc_shard = log.docs.tolist(), log.shards.tolist()
+    for e, t in enumerate(times.tolist()):
+        for c in range(offsets[e], offsets[e + 1]):
+            pending.add(docs[c])
+            shards.add(doc_shard[c])
+        if len(pending) >= pending_docs:
+            run_times.append(t)
+            run_shards.append(np.array(sorted(shards)))
+            pending, shards = set(), set()
+    return np.array(run_times, dtype=float), run_shards
+
+
+def proportional(log: ChangeLog, interval_days: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each shard ticks every interval × (mean shard rate / its rate), from its whole-log rate
+    (hindsight); a tick of a pending shard starts a batched run of everything pending."""
+    shards = len(log.shard_names)
+    counts = np.bincount(log.shards, minlength=shards).astype(float)
+    rates = np.maximum(counts, 0.5) / max(log.horizon, 1.0)
+    period = (interval_days * DAY_S * rates.mean() / rates)[log.shards]
+    # a tick can only start a run if its shard changed since its previous tick
+    tick = (np.floor(log.times / period) + 1) * period
+    candidates = np.unique(np.stack([tick, log.shards.astype(float)]), axis=1)
+    order = np.argsort(candidates[0], kind="stable")
+    by_shard = [log.times[log.shards == s] for s in range(shards)]
+    last_run = -1.0
+    run_times = []
+    for t, s in candidates[:, order].T.tolist():
+        changes = by_shard[int(s)]
+        k = np.searchsorted(changes, t, side="right")
+        if k and changes[k - 1] > last_run:  # shard s changed since the last run
+            run_times.append(t)
+            last_run = t
+    times = np.array(run_times, dtype=float)
+    cycle = np.searchsorted(times, log.times, side="left")
+    return times, _changed_shards(log, cycle, len(times))
+
+
+# ---- the production loop ---------------------------------------------------------------------
+
+def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None = None,
+             replan_days: float = REPLAN_DAYS, top_k: int = TOP_K
+             ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Replay the log through `control.decide`, as the sensor calls it: after each change (or at
+    `poll_times`, seconds) and whenever the decision asks to be woken."""
+    q = log.known_traffic(top_k)
+    shards = len(log.shard_names)
+    pending = np.zeros(len(q), bool)
+    pending_list: list[list[int]] = [[] for _ in range(shards)]
+    count = np.zeros(shards)
+    rate = np.zeros(shards)
+    oldest = np.full(shards, np.nan)
+    last_run = np.full(shards, np.nan)
+    arrivals_t = np.zeros(len(log.times))
+    arrivals_q = np.zeros(len(log.times))
+    n_arrivals = 0
+    run_t, run_c, run_shards = [], [], []
+    times, offsets = log.events()
+    polls = times / DAY_S if poll_times is None else np.sort(poll_times) / DAY_S
+    change_days = times / DAY_S
+    never = np.zeros(shards, bool)
+    plan: LoopPlan | None = None
+    e, p, wake = 0, 0, math.inf
+    docs, doc_shard = log.docs.tolist(), log.shards.tolist()
+    end = log.horizon / DAY_S
+    while True:
+        poll = polls[p] if p < len(polls) else math.inf
+        now = min(poll, wake)
+        if now > end or math.isinf(now):
+            break
+        while e < len(change_days) and change_days[e] <= now:  # the source moved: detection
+            for c in range(offsets[e], offsets[e + 1]):
+                d = docs[c]
+                arrivals_t[n_arrivals], arrivals_q[n_arrivals] = change_days[e], q[d]
+                n_arrivals += 1  # every change the poll sees, pending before or not
+                if not pending[d]:
+                    s = doc_shard[c]
+                    pending[d] = True
+                    pending_list[s].append(d)
+                    count[s] += 1
+                    rate[s] += q[d]
+                    if not oldest[s] <= change_days[e]:
+                        oldest[s] = change_days[e]
+            e += 1
+        if now == poll:
+            p += 1
+        inputs = LoopInputs(log.shard_names, count, rate, oldest, last_run, never, now, 0.0,
+                            np.array(run_t), np.array(run_c), arrivals_t[:n_arrivals],
+                            arrivals_q[:n_arrivals])
+        if plan is None or now - plan.planned_at_days >= replan_days:
+            plan = plan_threshold(config, inputs)
+        decision = decide(config, inputs, plan)
+        wake = decision.next_check_days if decision.next_check_days > now else math.inf
+        if decision.run_shards:
+            ran = np.flatnonzero(np.isin(log.shard_names, decision.run_shards))
+            run_t.append(now)
+            run_c.append(decision.run_cost_s)
+            run_shards.append(ran)
+            for s in ran:
+                for d in pending_list[s]:
+                    pending[d] = False
+                pending_list[s] = []
+            count[ran], rate[ran], oldest[ran], last_run[ran] = 0, 0.0, np.nan, now
+            wake = now  # decide again: shards held back by min_interval may wait on a deadline
+    return np.array(run_t) * DAY_S, run_shards
+
+
+# ---- the clairvoyant limit -------------------------------------------------------------------
+
+def _oracle_schedule(log: ChangeLog, costs: CostModel, price: float
+                     ) -> tuple[np.ndarray, float]:
+    """Event indices of the runs minimising stale mass + price × GPU seconds, knowing the
+    future (all pending shards ride along). Dynamic programming over change instants:
+    f[j] = min_i f[i] + stale(i, j) + price × cost(i, j), where a run at event j embeds
+    everything changed in (t_i, t_j]."""
+    times, offsets = log.events()
+    n = len(times)
+    q = log.popularity
+    last_doc = np.full(len(q), 0)  # 1-based event index of each doc's previous change (0: none)
+    last_shard = np.full(len(log.shard_names), 0)
+    mass = np.zeros(n + 1)  # per cycle start i (0 = time 0): pending stale rate now
+    stale = np.zeros(n + 1)  # per cycle start: stale mass accrued so far
+    docs = np.zeros(n + 1)
+    shards = np.zeros(n + 1)
+    best = np.zeros(n + 1)
+    back = np.zeros(n + 1, dtype=np.int64)
+    prev_t = 0.0
+    for j in range(1, n + 1):
+        t = times[j - 1]
+        stale[:j] += mass[:j] * (t - prev_t)
+        prev_t = t
+        for c in range(offsets[j - 1], offsets[j]):
+            d, s = log.docs[c], log.shards[c]
+            p = last_doc[d]
+            if p < j:  # newly pending for every cycle that started at or after its last change
+                mass[p:j] += q[d]
+                docs[p:j] += 1
+                last_doc[d] = j
+            ps = last_shard[s]
+            if ps < j:
+                shards[ps:j] += 1
+                last_shard[s] = j
+        total = best[:j] + stale[:j] + price * (costs.overhead_s + costs.listing_s * shards[:j]
+                                                + costs.per_doc_s * docs[:j])
+        i = int(np.argmin(total))
+        best[j], back[j] = total[i], i
+    final = best + stale + mass * (log.horizon - prev_t)
+    j = int(np.argmin(final))
+    objective = float(final[j])
+    chosen = []
+    while j > 0:
+        chosen.append(j - 1)
+        j = back[j]
+    return np.array(sorted(chosen), dtype=np.int64), objective
+
+
+def oracle(log: ChangeLog, budget: float, costs: CostModel, iterations: int = 30) -> SimResult:
+    """The clairvoyant schedule with the largest spend within `budget` (bisection on the price
+    of a GPU second), and the Lagrangian lower bound on the stale share at exactly the budget."""
+    times, _ = log.events()
+    cycle_of = np.searchsorted(times, log.times)
+
+    def schedule(price: float) -> tuple[SimResult, float]:
+        chosen, objective = _oracle_schedule(log, costs, price)
+        cycle = np.searchsorted(chosen, cycle_of, side="left")
+        run_shards = _changed_shards(log, cycle, len(chosen))
+        result = evaluate(log, times[chosen], run_shards, costs, "oracle", price, budget)
+        return result, objective
+
+    # the largest Σ q × lifetime (no deletion ever propagated) keeps the bound a lower bound
+    weight = float((log.popularity * _lifetimes(log)).sum())
+    allowed = budget * log.horizon / DAY_S  # GPU seconds over the log
+    low, high = 1e-6, 1e9  # price of a GPU second in retrieval-share × seconds
+    best, bound = None, 0.0
+    for _ in range(iterations):
+        mid = math.sqrt(low * high)
+        result, objective = schedule(mid)
+        bound = max(bound, (objective - mid * allowed) / weight)
+        if result.gpu_seconds_per_day <= budget:
+            if best is None or result.stale_share < best.stale_share:
+                best = result
+            high = mid
+        else:
+            low = mid
+    best = best or schedule(high)[0]
+    best.lower_bound_stale = bound
+    return best
+
+
+def _lifetimes(log: ChangeLog) -> np.ndarray:
+    first = np.full(len(log.popularity), np.inf)
+    np.minimum.at(first, log.docs, log.times)
+    first[log.initial_docs] = 0.0
+    return np.where(np.isfinite(first), log.horizon - np.where(np.isfinite(first), first, 0), 0)
+
+
+# ---- running and calibrating -----------------------------------------------------------------
+
+_SCHEDULES: dict[str, Callable] = {"uniform": uniform, "proportional": proportional,
+                                   "threshold": threshold}
 
 
 def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
-             budget: float | None = None, doc_traffic: bool = False) -> SimResult:
-    """Run one policy over the whole log. `parameter`: uniform/proportional → interval days
-    (proportional: days × mean shard rate / shard rate), threshold → pending docs,
-    adaptive → the GPU seconds per day it plans with; immediate ignores it. With
-    `doc_traffic` the adaptive policy weighs each pending doc by its own retrieval share (as
-    request logs allow); by default it knows per-shard traffic only (share / docs per doc)."""
+             budget: float | None = None, config: LoopConfig | None = None,
+             poll_times: np.ndarray | None = None) -> SimResult:
+    """One policy over the whole log. `parameter`: uniform/proportional → interval days,
+    threshold → pending docs, adaptive/oracle → GPU seconds per day; immediate ignores it."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
-    state, rates = _State(log), _Rates(len(log.shard_names))
-    if not doc_traffic:
-        share = np.bincount(log.doc_shard, weights=log.popularity)
-        count = np.bincount(log.doc_shard).astype(float)
-        state.debt_weight = (share / np.maximum(count, 1))[log.doc_shard]
-    heap: list[tuple[float, int, int, int]] = []  # (time, order, shard, token)
-    tokens = [0] * len(log.shard_names)
-    gpu, runs, run_log = 0.0, 0, []
-    threshold = [math.inf]  # adaptive: the staleness-debt threshold, in share × seconds
-    intervals = np.full(len(log.shard_names), parameter * DAY_S)
-    next_plan = 0.0
-
-    def schedule(t: float, shard: int) -> None:
-        tokens[shard] += 1
-        heapq.heappush(heap, (t, 1, shard, tokens[shard]))
-
-    def schedule_debt(t: float, shard: int) -> None:
-        """When the shard's staleness debt (t·mass − weighted_since) reaches the threshold."""
-        due = (threshold[0] + state.weighted_since[shard]) / state.mass[shard]
-        schedule(max(t, due), shard)
-
-    def replan(t: float) -> None:
-        counts, (per_doc, weights) = _shard_views(state, rates, t)
-        if policy == "adaptive":
-            models = [ShardModel(n, int(counts[i]), float(per_doc[i]), float(weights[i]))
-                      for i, n in enumerate(log.shard_names)]
-            threshold[0] = plan(models, costs, parameter).debt_threshold * DAY_S
-            for s, first in enumerate(state.first_pending):
-                if math.isfinite(first):
-                    schedule_debt(t, s)
-        elif policy == "proportional":
-            shard_rates = per_doc * np.maximum(counts, 1)
-            mean = shard_rates.mean()
-            intervals[:] = parameter * DAY_S * mean / np.maximum(shard_rates, 1e-9)
-
-    def periodic_ticks(until: float) -> None:
-        for s in range(len(log.shard_names)):
-            while next_tick[s] <= until:
-                heapq.heappush(heap, (next_tick[s], 1, s, -1))
-                next_tick[s] += intervals[s]
-
-    replan(0.0)
-    next_tick = intervals.copy() if policy in ("uniform", "proportional") else None
-    for t, doc, shard, delete in zip(log.times, log.docs, log.shards, log.deletes):
-        gpu, runs = _drain(state, heap, tokens, t, costs, gpu, runs, run_log)
-        if t >= next_plan:
-            replan(t)
-            next_plan = t + REPLAN_DAYS * DAY_S
-        if next_tick is not None:
-            periodic_ticks(t)
-            gpu, runs = _drain(state, heap, tokens, t, costs, gpu, runs, run_log)
-        state.change(t, int(doc), int(shard), bool(delete))
-        rates.observe(t, int(shard))
-        if policy == "immediate" or (policy == "threshold"
-                                     and len(state.pending[shard]) >= parameter):
-            schedule(t, int(shard))
-        elif policy == "adaptive":
-            schedule_debt(t, int(shard))
-    end = log.horizon
-    if next_tick is not None:
-        periodic_ticks(end)
-    gpu, runs = _drain(state, heap, tokens, end, costs, gpu, runs, run_log, inclusive=True)
-    state.finish(end)
-    days = end / DAY_S
-    return SimResult(
-        policy, parameter, budget, days, runs, gpu,
-        freshness=1 - state.stale_time / state.doc_time,
-        mean_age_hours=state.age_integral / state.doc_time / 3600,
-        retrieval_weighted_freshness=1 - state.w_stale_time / state.w_doc_time,
-        run_log=run_log,
-    )
-
-
-def _drain(state: _State, heap: list, tokens: list[int], until: float, costs: CostModel,
-           gpu: float, runs: int, run_log: list, inclusive: bool = False) -> tuple[float, int]:
-    """Execute scheduled runs before `until` (changes at `until` go first)."""
-    while heap and (heap[0][0] < until or (inclusive and heap[0][0] <= until)):
-        t, _, shard, token = heapq.heappop(heap)
-        if token >= 0 and token != tokens[shard]:
-            continue  # superseded schedule
-        if not state.pending[shard]:
-            continue  # nothing to embed: skip the run
-        docs = state.run(t, shard)
-        gpu += costs.overhead_s + costs.per_doc_s * docs
-        runs += 1
-        run_log.append((t, state.log.shard_names[shard]))
-    return gpu, runs
+    if policy == "oracle":
+        return oracle(log, parameter, costs)
+    if policy == "immediate":
+        times, shards = immediate(log)
+    elif policy in ("adaptive", "adaptive-causal"):
+        config = config or LoopConfig(parameter, costs)
+        times, shards = adaptive(log, config, poll_times)
+    else:
+        times, shards = _SCHEDULES[policy](log, parameter)
+    return evaluate(log, times, shards, costs, policy, parameter, budget)
 
 
 def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
-              iterations: int = 18, doc_traffic: bool = False) -> SimResult:
-    """The policy's parameter that spends as much of `budget` (GPU s/day) as it can, not more."""
-    if policy == "immediate":
-        return simulate(log, policy, 0.0, costs, budget)
-    if policy == "adaptive":  # spend grows with the planned budget
-        low, high, grows = budget / 8, budget * 8, True
+              iterations: int = 22) -> SimResult:
+    """For a baseline, the knob that spends as much of `budget` (GPU s/day) as it can, not more
+    (hindsight). Adaptive and oracle take the budget as it is."""
+    if policy in ("adaptive-causal", "oracle", "immediate"):
+        return simulate(log, policy, budget, costs, budget)
+    grows = policy == "adaptive"  # the budget it plans with: spend grows with it
+    if grows:
+        low, high = budget / 4, budget * 4
     elif policy == "threshold":
-        low, high, grows = 1.0, 5000.0, False
+        low, high = 1.0, float(len(log.times)) + 1
     else:  # interval days: spend falls as the interval grows
-        low, high, grows = 1e-3, 2000.0, False
+        low, high = 1e-4, 4 * log.horizon / DAY_S
     best: SimResult | None = None
     for _ in range(iterations):
         mid = math.sqrt(low * high)
         if policy == "threshold":
             mid = float(max(1, round(mid)))
-        result = simulate(log, policy, mid, costs, budget, doc_traffic)
+        result = simulate(log, policy, mid, costs, budget)
         fits = result.gpu_seconds_per_day <= budget
-        if fits and (best is None or result.retrieval_weighted_freshness
-                     > best.retrieval_weighted_freshness):
+        if fits and (best is None or result.stale_share < best.stale_share):
             best = result
-        if fits == grows:
-            low = mid
-        else:
-            high = mid
+        low, high = (mid, high) if fits == grows else (low, mid)
         if policy == "threshold" and high - low <= 1:
             break
     if best is None:  # even the thriftiest setting overspends: report it, marked
-        best = simulate(log, policy, high if grows else low, costs, budget, doc_traffic)
+        best = simulate(log, policy, low if grows else high, costs, budget)
     return best
 
 
 def compare(log: ChangeLog, budgets: list[float], costs: CostModel,
-            policies: tuple[str, ...] = POLICIES, doc_traffic: bool = False) -> list[dict]:
-    """Every policy at every budget, each calibrated to spend no more than the budget."""
+            policies: tuple[str, ...] = POLICIES) -> list[dict]:
+    """Every policy at every budget, baselines calibrated to spend no more than the budget."""
     rows = []
     for budget in budgets:
         for policy in policies:
-            if policy == "immediate":
-                continue
-            rows.append(calibrate(log, policy, budget, costs,
-                                  doc_traffic=doc_traffic).as_dict())
+            if policy != "immediate":
+                rows.append(calibrate(log, policy, budget, costs).as_dict())
     if "immediate" in policies:
         rows.append(simulate(log, "immediate", 0.0, costs).as_dict())
     return rows

@@ -9,7 +9,11 @@ from __future__ import annotations
 import glob
 import gzip
 import json
+import logging
+import math
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
@@ -31,6 +35,9 @@ RETRIEVALS_SCHEMA = pa.schema([
     ("score", pa.float64()),
 ])
 MAX_LINE_BYTES = 1 << 20
+INT32_MAX = 2**31 - 1
+GZIP_MAGIC = b"\x1f\x8b"
+log = logging.getLogger("freshness.recency.logs")
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".jsonl.gz", ".ndjson.gz")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _OI_DOC = re.compile(r"^retrieval\.documents\.(\d+)\.document\.(\w+)(?:\.(.+))?$")
@@ -53,16 +60,36 @@ class LogIngest:
     quarantine_path: str | None = None
 
 
-def log_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    """The log files that a file, folder or glob (or a list of them) names."""
+def _regular(path: Path) -> bool:
+    """True for a regular file (or a link to one): FIFOs, sockets and devices are never
+    opened (a FIFO would block the run), folders are walked, not read."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def log_files(paths: str | Path | Sequence[str | Path],
+              skipped: list[Path] | None = None) -> list[Path]:
+    """The regular log files that a file, folder or glob (or a list of them) names; other
+    entries with a log name go to `skipped`."""
     found: list[Path] = []
+    named: list[Path] = []
     for item in [paths] if isinstance(paths, (str, Path)) else paths:
         matches = sorted(glob.glob(str(item))) if glob.has_magic(str(item)) else [str(item)]
         for match in map(Path, matches):
             if match.is_dir():
-                found += sorted(p for p in match.rglob("*") if p.name.endswith(LOG_SUFFIXES))
-            elif match.is_file():
-                found.append(match)
+                named += sorted(p for p in match.rglob("*") if p.name.endswith(LOG_SUFFIXES)
+                                and not p.is_dir())
+            elif match.exists() or match.is_symlink():
+                named.append(match)
+    for path in named:
+        if _regular(path):
+            found.append(path)
+        else:
+            log.warning("skipping %s: not a regular file (FIFO, socket or device)", path)
+            if skipped is not None:
+                skipped.append(path)
     if not found:
         raise SourceError(f"no request logs at {paths}: name a .jsonl/.parquet file, folder, glob")
     return found
@@ -85,8 +112,11 @@ def read_request_logs(paths: str | Path | Sequence[str | Path],
                                  "bytes": len(raw), "record": text[:4096]}) + "\n")
 
     rows: list[tuple] = []
+    not_regular: list[Path] = []
     try:
-        for path in log_files(paths):
+        files = log_files(paths, not_regular)
+        counts["files_skipped_not_regular"] = len(not_regular)
+        for path in files:
             counts["files"] += 1
             for number, record, raw in _records(path, counts, bad):
                 _read_record(str(path), number, record, raw, rows, counts, bad)
@@ -119,7 +149,9 @@ def _records(path: Path, counts: Counter, bad: Reject) -> Iterator[tuple[int, An
             whole = json.loads(path.read_bytes())
             yield from ((1, r, None) for r in (whole if isinstance(whole, list) else [whole]))
             return
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+    with open(path, "rb") as probe:
+        zipped = probe.read(2) == GZIP_MAGIC  # by content, not by name
+    with (gzip.open if zipped else open)(path, "rb") as fh:
         for number, line in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), 1):
             size, head = len(line), line
             counts["lines"] += 1
@@ -174,14 +206,35 @@ def _field(value: Any, name: str, kind: str = "text", required: bool = False) ->
         return None
     types, label = _TYPES[kind]
     if isinstance(value, bool) or not isinstance(value, types):
-        raise BadRecord("wrong_type", f"{name!r} is {value!r}: write it as {label}")
-    return str(value) if kind == "text" else float(value) if kind == "number" else value
+        raise BadRecord("wrong_type", f"{name!r} is {_short(value)}: write it as {label}")
+    if kind == "int" and not 0 <= value <= INT32_MAX:
+        raise BadRecord("out_of_range", f"{name!r} is {_short(value)}: write an integer "
+                                        f"from 0 to {INT32_MAX}")
+    if kind == "number":
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise BadRecord("out_of_range", f"{name!r} is {_short(value)}: write a finite "
+                                            "number such as 0.83")
+        return number
+    return str(value) if kind == "text" else value
+
+
+def _short(value: Any) -> str:
+    """repr of a value, cut to 40 characters (a 400-digit number stays readable)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def parse_ts(value: Any, name: str = "ts") -> datetime:
     """ISO-8601 text (naive = UTC) or Unix epoch seconds / ms / us / ns as aware UTC."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRecord("bad_timestamp", f"{name!r}={value!r} is not a time: use ISO-8601 "
+                                         "such as 2026-01-01T12:00:00Z")
     try:
         if isinstance(value, (str, datetime)):
             return as_utc(value)

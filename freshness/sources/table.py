@@ -31,6 +31,7 @@ from freshness.sources.folder import (
     redact_uri,
 )
 from freshness.util.shard_names import shard_name_problem
+from freshness.util.text import BLANK_RE2
 from freshness.util.timeutil import utc_now
 
 REQUIRED_COLUMNS = ("doc_id", "shard", "content")
@@ -271,7 +272,7 @@ class TableSource(Source):
                 WHEN d.doc_id IS NULL OR trim(d.doc_id) = '' THEN 'missing_id'
                 WHEN d.doc_id IN (SELECT doc_id FROM doc_copies) THEN 'duplicate'
                 WHEN d.not_utf8 THEN 'not_utf8'
-                WHEN d.content IS NULL OR regexp_matches(d.content, '^\\s*$') THEN 'empty'
+                WHEN d.content IS NULL OR regexp_matches(d.content, '{BLANK_RE2}') THEN 'empty'
                 WHEN d.size > {int(self.max_doc_bytes)} THEN 'too_large'
               END AS problem
             FROM source_docs d"""

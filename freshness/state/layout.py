@@ -3,6 +3,7 @@
     <state root>/
       collections/<collection>/shards/<shard>/   manifest.json, chunks-<v>.parquet,
                                                  pending.json, pending_docs-*.parquet, lease
+      collections/<collection>/retired/<shard>-<time>/  state of a vanished shard, archived
       sources/shards/<shard>/rate_history.parquet   change-rate polls (model independent)
       sources/listings/<shard>/listing_cache.parquet  a source's last listing (file tokens,
                                                       hashes): what moved is all it re-reads
@@ -60,6 +61,11 @@ def shards_dir(collection: str) -> tuple[str, ...]:
 def shard_dir(collection: str, shard: str) -> tuple[str, ...]:
     """One shard's committed state in one collection."""
     return (*shards_dir(collection), shard_segment(shard))
+
+
+def retired_dir(collection: str) -> tuple[str, ...]:
+    """Where the state of shards retired from a collection is archived."""
+    return ("collections", collection, "retired")
 
 
 def source_shards_dir() -> tuple[str, ...]:

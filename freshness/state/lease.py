@@ -33,7 +33,9 @@ from typing import TypeVar
 
 from freshness.errors import StateError
 from freshness.state import layout
-from freshness.state.store import StateStore, make_dirs
+from freshness.state.store import StateStore, make_dirs, write_synced
+from freshness.util.disk import is_no_space, no_space_message
+from freshness.util.faults import fault_point
 from freshness.util.timeutil import as_utc, iso, utc_now
 
 T = TypeVar("T")
@@ -116,15 +118,21 @@ class ShardLease:
             self.store.write_bytes(self._record(), *self.segments)
             time.sleep(0.2)  # let a racing writer land, then see who won
             return (self.holder() or {}).get("owner") == self.owner
-        make_dirs(Path(self.path).parent)
+        # Written whole to a private file, then linked into place: the link is the exclusive
+        # create, so the lease is never seen empty (a full disk fails the private write).
+        tmp = f"{self.path}.tmp-{self.owner}"
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            make_dirs(Path(self.path).parent)
+            write_synced(tmp, self._record())
+            os.link(tmp, self.path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as out:
-            out.write(self._record())
-            out.flush()
-            os.fsync(out.fileno())
+        except OSError as exc:
+            if is_no_space(exc):
+                raise StateError(no_space_message(self.path, exc, "take the lease")) from exc
+            raise
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         return True
 
     def _break(self, stale: dict) -> None:
@@ -190,6 +198,7 @@ def run_leased(store: StateStore, collection: str, shard: str, planned_version: 
     lease.acquire(wait_s)
     folder = layout.shard_dir(collection, shard)
     try:
+        fault_point("lease_taken")
         current = store.read_json(*folder, layout.MANIFEST_FILE)
         version = int(current.get("version", 0)) if current else 0
         if version != planned_version:

@@ -11,6 +11,7 @@ version in force. Runs of different shards touch disjoint files: no shared write
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -38,6 +39,7 @@ HISTORY_SCHEMA = pa.schema(
 )
 PENDING_DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("since", TS)])
 KEEP_OLD_VERSIONS = 1
+log = logging.getLogger("freshness.state.manifest")
 
 
 @dataclass
@@ -154,8 +156,14 @@ class ShardStateStore:
                                "pending_docs.parquet")
 
     def read_pending_docs(self, shard: str) -> pa.Table | None:
-        table = self.store.read_table(*self._dir(shard), "pending_docs.parquet")
-        return None if table is None else table.cast(PENDING_DOCS_SCHEMA)
+        """Pending docs as the last detection recorded them; None when absent or unreadable
+        (detection rebuilds the file, so a damaged one never blocks the shard)."""
+        try:
+            table = self.store.read_table(*self._dir(shard), "pending_docs.parquet")
+            return None if table is None else table.cast(PENDING_DOCS_SCHEMA)
+        except (StateError, KeyError, ValueError, pa.ArrowInvalid) as exc:
+            log.warning("ignoring unreadable pending_docs.parquet of shard %s: %s", shard, exc)
+            return None
 
     def pending_docs_for(self, manifest: ShardManifest) -> pa.Table | None:
         """The recorded pending docs, if recorded against this manifest version."""
@@ -165,4 +173,25 @@ class ShardStateStore:
         return self.read_pending_docs(manifest.shard)
 
     def read_pending(self, shard: str) -> dict | None:
-        return self.store.read_json(*self._dir(shard), layout.PENDING_FILE)
+        """The last detection summary; None when absent or unreadable (rebuilt by detect)."""
+        try:
+            return self.store.read_json(*self._dir(shard), layout.PENDING_FILE)
+        except StateError as exc:
+            log.warning("ignoring unreadable pending.json of shard %s: %s", shard, exc)
+            return None
+
+    def archive(self, shard: str, stamp: str) -> tuple[str, ...]:
+        """Move a retired shard's state under `retired/<shard>-<stamp>/`: copy every file,
+        then delete the shard folder (a crash between leaves the shard live, to retire again)."""
+        target = (*layout.retired_dir(self.collection), f"{shard}-{stamp}")
+        for name in self.store.list_files(*self._dir(shard)):
+            if name == layout.MANIFEST_FILE or name.startswith("lease.json"):
+                continue
+            data = self.store.read_bytes(*self._dir(shard), *name.split("/"))
+            if data is not None:
+                self.store.write_bytes(data, *target, *name.split("/"))
+        manifest = self.store.read_bytes(*self._dir(shard), layout.MANIFEST_FILE)
+        if manifest is not None:
+            self.store.write_bytes(manifest, *target, layout.MANIFEST_FILE)
+        self.store.delete_dir(*self._dir(shard))
+        return target

@@ -18,6 +18,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from freshness.errors import StateError
+from freshness.util.disk import is_no_space, no_space_message
+from freshness.util.faults import fault_point
 
 _FORBIDDEN_SEGMENTS = {"", ".", ".."}
 
@@ -37,6 +39,20 @@ def make_dirs(folder: Path) -> None:
         os.mkdir(folder, 0o755)
     except FileExistsError:
         pass
+
+
+def write_synced(path: str, data: bytes) -> None:
+    """Create `path` (it must not exist) with `data`, flushed to disk; a failed write leaves
+    no file behind."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
 
 
 class StateStore:
@@ -65,6 +81,19 @@ class StateStore:
         info = self.fs.get_file_info(pafs.FileSelector(self.path(*segments), allow_not_found=True))
         return sorted(i.base_name for i in info)
 
+    def list_files(self, *segments: str) -> list[str]:
+        """Paths (relative, '/'-joined) of every file under a folder, recursively."""
+        base = self.path(*segments)
+        info = self.fs.get_file_info(pafs.FileSelector(base, recursive=True,
+                                                       allow_not_found=True))
+        return sorted(i.path[len(base) + 1:] for i in info if i.type == pafs.FileType.File)
+
+    def delete_dir(self, *segments: str) -> None:
+        """Remove a folder and everything under it (nothing when it does not exist)."""
+        path = self.path(*segments)
+        if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
+            self.fs.delete_dir(path)
+
     def write_bytes(self, data: bytes, *segments: str) -> None:
         """Write a file atomically: readers see the old or the new content, never a part."""
         target = self.path(*segments)
@@ -73,15 +102,17 @@ class StateStore:
             with self.fs.open_output_stream(target) as out:
                 out.write(data)
             return
-        make_dirs(Path(target).parent)
         tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
+            make_dirs(Path(target).parent)
+            write_synced(tmp, data)
+            fault_point("state_write")
             os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if is_no_space(exc):
+                raise StateError(no_space_message(target, exc)) from exc
+            raise
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -28,3 +28,12 @@ def point_id(doc_id: str, content_hash: str, occurrence: int = 0) -> str:
     gets a new point, upserted before the old one is deleted.
     """
     return str(uuid.uuid5(POINT_NAMESPACE, f"{doc_id}\x1f{content_hash}\x1f{occurrence}"))
+
+
+def ids_digest(ids) -> str:
+    """sha256 over the sorted ids (hex): one value that changes when any id comes or goes."""
+    digest = hashlib.sha256()
+    for value in sorted(ids):
+        digest.update(value.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()

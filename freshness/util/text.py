@@ -9,6 +9,7 @@ import re
 INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 _BLANK = re.compile(rf"[\s{INVISIBLE}]*")
 BOM = "\ufeff"
+BLANK_RE2 = "^[\\s\\x{200B}-\\x{200D}\\x{2060}\\x{FEFF}]*$"  # is_blank for DuckDB (RE2)
 
 
 def is_blank(text: str) -> bool:

@@ -141,3 +141,17 @@ def test_bom_is_not_part_of_the_content(corpus):
     (corpus / "alpha" / "bom.md").write_bytes("\ufeff# Bom\n\nText.".encode())
     docs = FolderSource(corpus).read("alpha", ["alpha/bom.md"])
     assert docs["content"].to_pylist() == ["# Bom\n\nText."]
+
+
+def test_zero_width_only_table_content_is_empty(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from freshness.sources import TableSource
+
+    rows = [{"doc_id": "a", "shard": "s1", "content": "\u200b\ufeff \u2060"},
+            {"doc_id": "b", "shard": "s1", "content": "real text"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "docs.parquet")
+    listing = TableSource.from_parquet(tmp_path / "docs.parquet").listing("s1")
+    assert listing.docs["doc_id"].to_pylist() == ["b"]
+    assert "empty" in {s.doc_id: s.reason for s in listing.skips}["a"]

@@ -1,0 +1,220 @@
+"""The control loop's one decision: re-embed now or wait (pure; sensor, schedule, simulator).
+
+Model (docs/policy.md): a run costs `overhead_s` once, `listing_s` per shard it scans and
+`per_chunk_s` per chunk; every pending shard rides along, so the overhead buys a reset of
+*everything* pending. While docs wait, stale retrievals accrue at the rate
+a(t) = Σ_{pending d} q_d (q_d: the doc's retrieval share), which only grows until the next run.
+For a renewal problem whose cost rate grows between resets, the optimal stopping rule is to reset
+when the cost rate reaches the optimal average cost g* (monotone stopping: once a(t) ≥ g* it stays
+there). So: **run when the pending stale-retrieval rate reaches the threshold θ**; θ is the
+smallest value whose replay over the recent arrivals of stale mass keeps within the budget, and a
+credit (budget accrued over a sliding window minus what runs spent in it) keeps actual spend
+within the budget. SLA and first builds are due whatever the budget; `min_interval` holds a shard
+back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from freshness.policy.planner import CostModel
+
+PLAN_WINDOW_DAYS = 365.0  # the recent arrivals the threshold is planned on
+PLAN_GRID = 181  # thresholds tried per plan, log-spaced (ratio 1.12 between neighbours)
+BUDGET_WINDOW_DAYS = math.inf  # spend is kept within the budget over this window (or longer)
+WINDOW_RUNS = 10  # ... long enough to accrue the overhead of this many runs
+START_RUNS = 0  # runs' overhead in hand at the start (0: spend never runs ahead of the budget)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """What the operator sets: budget, costs, SLA, min interval, batching."""
+
+    budget_gpu_seconds_per_day: float
+    costs: CostModel = CostModel()
+    sla_days: float | None = None
+    min_interval_days: float = 0.0
+    batch: bool = True
+
+    def budget_window_days(self) -> float:
+        """The window the budget holds over: a month, or long enough for WINDOW_RUNS runs."""
+        per_day = max(self.budget_gpu_seconds_per_day, 1e-12)
+        return max(BUDGET_WINDOW_DAYS, WINDOW_RUNS * self.costs.overhead_s / per_day)
+
+
+@dataclass
+class LoopInputs:
+    """What the loop knows at `now_days` (days since the epoch or since the log's start)."""
+
+    shards: list[str]
+    pending_docs: np.ndarray  # per shard
+    pending_rate: np.ndarray  # per shard: Σ q_d over pending docs (stale retrievals per unit time)
+    oldest_pending_days: np.ndarray  # per shard: time of the oldest pending change, nan if none
+    last_run_days: np.ndarray  # per shard: time of its last run, nan if never
+    never_indexed: np.ndarray  # per shard: bool, pending docs and no manifest yet
+    now_days: float
+    start_days: float  # when the budget started to accrue
+    run_days: np.ndarray = field(default_factory=lambda: np.zeros(0))  # past runs: when
+    run_cost_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # and what they cost
+    arrival_days: np.ndarray = field(default_factory=lambda: np.zeros(0))  # docs newly pending
+    arrival_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their q_d
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """The threshold on the pending stale-retrieval rate, and until when it holds."""
+
+    threshold: float
+    runs_budgeted: float
+    planned_at_days: float
+
+
+@dataclass
+class LoopDecision:
+    run_shards: list[str]
+    due: np.ndarray  # per shard: bool
+    reasons: list[str]
+    plan: LoopPlan
+    stale_rate: float  # Σ over eligible pending shards
+    credit_s: float
+    run_cost_s: float  # what the run (if any) is expected to cost
+    next_check_days: float  # the earliest time the answer may change without new changes
+
+
+def run_cost(config: LoopConfig, pending_docs: np.ndarray, mask: np.ndarray) -> float:
+    """Expected GPU seconds of one batched run over the shards in `mask`."""
+    costs = config.costs
+    if not mask.any():
+        return 0.0
+    index = np.flatnonzero(mask)
+    scanned = index[-1] - index[0] + 1 if config.batch else len(index)  # a partition range
+    return costs.overhead_s + costs.listing_s * scanned + \
+        costs.per_doc_s * float(pending_docs[mask].sum())
+
+
+def credit(config: LoopConfig, inputs: LoopInputs) -> float:
+    """GPU seconds the loop may still spend: budget accrued over the window, minus spend in it."""
+    window = config.budget_window_days()
+    since = max(inputs.now_days - window, inputs.start_days)
+    spent = float(inputs.run_cost_s[inputs.run_days >= since].sum())
+    return config.budget_gpu_seconds_per_day * (inputs.now_days - since) - spent + \
+        START_RUNS * config.costs.overhead_s
+
+
+def replay_runs(days: np.ndarray, rate: np.ndarray, until: float,
+                thresholds: np.ndarray) -> np.ndarray:
+    """Runs the rule would have made on these arrivals (event times, stale rate added), for
+    each threshold at once: the pending rate a resets at each run, which happens when
+    a × (time since the last arrival) reaches the threshold."""
+    a = np.zeros(len(thresholds))
+    runs = np.zeros(len(thresholds))
+    last = days[0] if len(days) else until
+    for t, m in zip(np.append(days, until).tolist(), np.append(rate, 0.0).tolist()):
+        fired = (a > 0) & (last + thresholds / np.where(a > 0, a, 1.0) <= t)
+        runs += fired
+        a = np.where(fired, 0.0, a) + m
+        last = t
+    return runs
+
+
+def plan_threshold(config: LoopConfig, inputs: LoopInputs) -> LoopPlan:
+    """The smallest threshold whose replay over the recent arrivals stays within the budget."""
+    now = inputs.now_days
+    since = max(now - PLAN_WINDOW_DAYS, inputs.start_days)
+    recent = (inputs.arrival_days > since) & (inputs.arrival_days <= now)
+    days, costs = max(now - since, 1e-9), config.costs
+    fixed = costs.overhead_s + costs.listing_s * max(1, len(inputs.shards)) / 2
+    # what the budget allowed over the window, plus the credit unspent beyond a reserve of
+    # RESERVE_RUNS runs (so a run the rule wants is rarely held back for want of credit)
+    budgeted = (config.budget_gpu_seconds_per_day * days + START_RUNS * costs.overhead_s
+                - costs.per_doc_s * int(recent.sum())) / fixed
+    if budgeted < 1:
+        return LoopPlan(math.inf, budgeted, now)
+    if not recent.any():
+        return LoopPlan(0.0, budgeted, now)
+    times, first = np.unique(inputs.arrival_days[recent], return_index=True)
+    mass = np.add.reduceat(inputs.arrival_rate[recent], first)
+    top = float(mass.sum()) * days
+    grid = top * np.logspace(-9, 0, PLAN_GRID)
+    runs = replay_runs(times, mass, now, grid)
+    fits = np.flatnonzero(runs <= budgeted)
+    return LoopPlan(float(grid[fits[0]]) if len(fits) else top, budgeted, now)
+
+
+def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
+           ) -> LoopDecision:
+    """Which shards to re-embed now. Pass `plan` to reuse a threshold planned earlier."""
+    now = inputs.now_days
+    plan = plan or plan_threshold(config, inputs)
+    pending = inputs.pending_docs > 0
+    since_run = now - inputs.last_run_days
+    held = pending & (since_run < config.min_interval_days)  # nan compares False: never ran
+    eligible = pending & ~held
+    age = now - inputs.oldest_pending_days
+    sla = eligible & (age >= config.sla_days) if config.sla_days else np.zeros_like(pending)
+    first = eligible & inputs.never_indexed
+    available = credit(config, inputs)
+    if config.batch:
+        rate = float(inputs.pending_rate[eligible].sum())
+        cost = run_cost(config, inputs.pending_docs, eligible)
+        score = _score(rate, inputs)
+        by_rate = np.full(len(pending), score >= plan.threshold * (1 - 1e-9) and rate > 0
+                          and available >= cost) & eligible
+    else:
+        rate = float(inputs.pending_rate[eligible].sum())
+        costs = config.costs
+        each = costs.overhead_s + costs.listing_s + costs.per_doc_s * inputs.pending_docs
+        quiet = max(now - _last_arrival(inputs), 0.0)
+        by_rate = eligible & (inputs.pending_rate * quiet >= plan.threshold) & \
+            (np.cumsum(np.where(eligible, each, 0.0)) <= available)
+        cost = float(each[by_rate | sla | first].sum())
+    due = sla | first | by_rate
+    run = (eligible if config.batch else due) if due.any() else np.zeros_like(due)
+    if config.batch and due.any():
+        cost = run_cost(config, inputs.pending_docs, run)
+    reasons = [
+        "no pending changes" if not p else
+        "min_interval not reached" if h else
+        "not indexed yet" if f else
+        "SLA reached" if s else
+        "stale-retrieval rate reached the threshold" if b else
+        "rides along in a batched run" if r else
+        "waiting: rate below the threshold or budget spent"
+        for p, h, f, s, b, r in zip(pending, held, first, sla, by_rate, run)]
+    return LoopDecision([n for n, r in zip(inputs.shards, run) if r], due, reasons, plan, rate,
+                        available, cost if run.any() else 0.0,
+                        _next_check(config, inputs, plan, rate, available, eligible, held,
+                                    cost, run.any()))
+
+
+def _last_arrival(inputs: LoopInputs) -> float:
+    return float(inputs.arrival_days[-1]) if len(inputs.arrival_days) else inputs.start_days
+
+
+def _score(rate: float, inputs: LoopInputs) -> float:
+    """Stale retrievals that waiting would cost, by the time already quiet: rate × quiet."""
+    return rate * max(inputs.now_days - _last_arrival(inputs), 0.0)
+
+
+def _next_check(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan, rate: float,
+                available: float, eligible: np.ndarray, held: np.ndarray, cost: float,
+                running: bool) -> float:
+    """When the decision may change with no new change: an SLA deadline, a min-interval expiry,
+    or enough credit for a run that the rate already justifies."""
+    now, times = inputs.now_days, [math.inf]
+    if running:
+        return now
+    if config.sla_days and eligible.any():
+        times.append(float(np.nanmin(inputs.oldest_pending_days[eligible])) + config.sla_days)
+    if held.any():
+        times.append(float(np.nanmin(inputs.last_run_days[held])) + config.min_interval_days)
+    justified = _score(rate, inputs) >= plan.threshold * (1 - 1e-9)
+    if rate > 0 and eligible.any() and math.isfinite(plan.threshold) and not justified:
+        times.append(_last_arrival(inputs) + plan.threshold / rate * (1 + 1e-9))
+    if eligible.any() and justified and available < cost:
+        per_day = config.budget_gpu_seconds_per_day
+        times.append(now + (cost - available) / per_day * (1 + 1e-9) if per_day > 0 else math.inf)
+    return max(min(times), now)
