@@ -1,6 +1,7 @@
 """Every source kind, end to end on real services: index, edit one paragraph (one chunk
 re-embedded), delete a doc (its points go), a no-op sync (no content read), remove a shard
-(it retires), and search returns what the source holds. Shard names nest (`reference/spl`).
+(it retires: points deleted, state archived), and search returns what the source holds.
+Shard names nest (`reference/spl`).
 
 Kinds: a local folder, a folder on S3 with the state root on S3 too (moto's server on
 127.0.0.1), a Parquet table on S3, a PostgreSQL table (a real server), a bare git repository.
@@ -294,7 +295,9 @@ def run_lifecycle(corpus: Corpus, make_runtime, **settings):
     corpus.remove_shard("reference/cpp")
     corpus.publish()
     removed = sync(rt)
-    assert removed.ok and "reference/cpp" not in rt.source.discover().shards
+    assert removed.ok, (removed.summary()["failed_shards"], removed.summary().get("errors"))
+    assert "reference/cpp" not in rt.source.discover().shards
+    assert removed.summary()["retired_shards"] == ["reference/cpp"]
 
     for doc_id, text in {**DOCS, "reference/spl/search.md": P_SAND}.items():  # what it holds
         if doc_id.startswith("reference/cpp") or doc_id.endswith("stats.md"):
@@ -303,34 +306,22 @@ def run_lifecycle(corpus: Corpus, make_runtime, **settings):
     return rt  # each test ends with assert_retired(rt, "reference/cpp")
 
 
-class ShardNotRetired(AssertionError):
-    """A shard removed from the source still has points in the index."""
-
-
-# Shard retirement (a shard gone from a complete discovery is retired by sync) is built by the
-# truth helper (issue 13). Until it is on main only this assertion may fail: `raises=` keeps
-# every other failure a failure, and `strict` turns the test red once retirement works, so
-# the marker is removed then.
-AWAITS_RETIREMENT = pytest.mark.xfail(raises=ShardNotRetired, strict=True,
-                                      reason="shard retirement in sync lands with issue 13")
-
-
 def assert_retired(rt, shard: str) -> None:
-    """A shard gone from the source has no points left in the index."""
-    left = rt.index.shard_point_ids(rt.collection, shard)
-    if left:
-        raise ShardNotRetired(f"{len(left)} points of removed shard {shard!r} still indexed")
+    """A shard gone from the source is retired: no points left, its state archived."""
+    assert rt.index.shard_point_ids(rt.collection, shard) == set()
+    assert shard not in rt.shard_state().shards()
 
 
 # -- one test per kind ---------------------------------------------------------------------
 
-@AWAITS_RETIREMENT
 def test_local_folder(tmp_path, make_runtime):
-    rt = run_lifecycle(LocalFolder(tmp_path / "corpus"), make_runtime)
+    corpus = LocalFolder(tmp_path / "corpus")
+    rt = run_lifecycle(corpus, make_runtime)
     assert_retired(rt, "reference/cpp")
+    fresh = sync(make_runtime(source=corpus.source()))  # a new process: the cache is in state
+    assert totals(fresh)["chunks_embedded"] == 0 and hashed(fresh) == 0
 
 
-@AWAITS_RETIREMENT
 def test_folder_and_state_root_on_s3(s3, make_runtime):
     fs, bucket = s3
     rt = run_lifecycle(S3Folder(fs, bucket), make_runtime,
@@ -343,13 +334,11 @@ def test_folder_and_state_root_on_s3(s3, make_runtime):
     assert_retired(rt, "reference/cpp")
 
 
-@AWAITS_RETIREMENT
 def test_parquet_table_on_s3(s3, make_runtime):
     rt = run_lifecycle(S3Table(*s3), make_runtime)
     assert_retired(rt, "reference/cpp")
 
 
-@AWAITS_RETIREMENT
 @pytest.mark.postgres
 def test_postgres_table(pg_dsn, make_runtime):
     rt = run_lifecycle(PostgresTable(pg_dsn), make_runtime)
@@ -357,7 +346,6 @@ def test_postgres_table(pg_dsn, make_runtime):
     assert_retired(rt, "reference/cpp")
 
 
-@AWAITS_RETIREMENT
 def test_bare_git_repository(tmp_path, make_runtime):
     corpus = BareGit(tmp_path)
     rt = run_lifecycle(corpus, make_runtime)
