@@ -8,8 +8,8 @@ from assets.resources import FreshnessResource
 from assets.shard_freshness import shard_freshness
 from freshness.alerts.staleness import Level, SlaConfig, evaluate
 from freshness.integrity.reconcile import reconcile
-from freshness.policy.cadence import traffic_shares
 from freshness.state.status import shard_status
+from freshness.state.traffic import traffic_shares
 from freshness.util.timeutil import utc_now
 
 SEVERITY = {Level.WARN: dg.AssetCheckSeverity.WARN, Level.ERROR: dg.AssetCheckSeverity.ERROR}

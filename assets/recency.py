@@ -2,7 +2,7 @@
 
 import base64
 import io
-from datetime import datetime, time, timezone
+from datetime import datetime, time, timedelta, timezone
 
 import dagster as dg
 import pyarrow as pa
@@ -11,8 +11,7 @@ from assets.metadata import clean, table
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
 from freshness.config import Settings
-from freshness.recency.report import RecencyReport, write_day, write_latest_shards
-from freshness.state import layout
+from freshness.recency.report import RecencyReport, record_traffic, stale_over_time, write_day
 from freshness.util.timeutil import utc_now
 
 recency_days = dg.DailyPartitionsDefinition(start_date="2025-01-01")
@@ -65,11 +64,39 @@ def histogram_png(report: RecencyReport) -> bytes:
     return buffer.getvalue()
 
 
+def timeline_png(report: RecencyReport) -> bytes:
+    """Served retrievals over the window (bars) and the share of them that were stale (line)."""
+    from matplotlib.figure import Figure
+
+    bins = stale_over_time(report).to_pylist()
+    figure = Figure(figsize=(8, 2.4), dpi=90)
+    ax = figure.subplots()
+    times = [b["bin"] for b in bins]
+    step = times[1] - times[0] if len(times) > 1 else timedelta(minutes=1)
+    ax.bar(times, [b["served"] for b in bins], width=step * 0.9, align="edge", color="#c6dbef")
+    ax.set_ylabel("retrievals served", fontsize=8)
+    rate = ax.twinx()
+    rate.plot([t + step / 2 for t in times], [b["stale_rate"] for b in bins], color="#e45756",
+              marker=".")
+    rate.set_ylim(0, max([b["stale_rate"] for b in bins] + [0.05]) * 1.2)
+    rate.set_ylabel("stale share (line)", fontsize=8, color="#e45756")
+    ax.set_title("stale retrievals over time (UTC)", fontsize=9)
+    for axis in (ax, rate):
+        axis.tick_params(labelsize=7)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def _markdown(report: RecencyReport) -> str:
     rows = {(r["metric"], r["bucket"]): r for r in report.histogram.to_pylist()
             if r["scope"] == "all"}
     image = base64.b64encode(histogram_png(report)).decode()
-    lines = [f"![recency histogram](data:image/png;base64,{image})", "",
+    timeline = base64.b64encode(timeline_png(report)).decode()
+    lines = [f"![stale retrievals over time](data:image/png;base64,{timeline})", "",
+             f"![recency histogram](data:image/png;base64,{image})", "",
              "| bucket | content age | of which stale | embedding lag |", "|---|---:|---:|---:|"]
     for label in dict.fromkeys(b for _, b in rows):
         age, lag = rows.get(("content_age", label), {}), rows.get(("embedding_lag", label), {})
@@ -89,9 +116,7 @@ def _recency_result(context, freshness: FreshnessResource, day: str, start: date
     if ingest.quarantine_path:
         context.log.warning("quarantined %d malformed log records: %s",
                             ingest.counts["quarantined"], ingest.quarantine_path)
-    if counts["served"]:  # the policy weighs shards by these shares (freshness.policy.cadence)
-        rt.store.write_json(report.traffic_weights(), *layout.TRAFFIC_FILE)
-        write_latest_shards(rt.store, report)  # the alert sensor plots them per shard
+    record_traffic(rt.store, report)  # the policy weighs docs and shards by it; alerts too
     shards = pa.Table.from_pylist([{("shard" if k == "key" else k): r[k] for k in _SHARD_COLUMNS}
                                    for r in report.scope("shard")])
 

@@ -56,6 +56,7 @@ class FreshnessResource(dg.ConfigurableResource):
     qdrant_shard_number: int | None = None
     alias: str = 'chunks'
     upsert_batch: int = 1000
+    edge_folders: int = 0
     index_check_interval_minutes: float = 60.0
     keep_old_collections: int = 1
     # -- embedding

@@ -2,6 +2,8 @@
 
     python -m benchmarks run [--quick] [--gpu] [--data PATH] [--out DIR] [--only NAME ...]
     python -m benchmarks gpu [--device cuda|cpu] [--quick] [--data PATH] [--out DIR]
+    python -m benchmarks scale [--sizes 10000 100000 1000000] [--reps 3]
+    python -m benchmarks fixedcost [--docs 50000] [--reps 3]
 
 `run` executes the benchmarks in order (the incremental one first: its full re-embeds also
 compute the vectors that later, un-timed set-up steps reuse) and writes
@@ -83,7 +85,15 @@ def run_suite(names: list[str], ctx: Context, command: str, gpu_device: str = "c
     return results
 
 
+STANDALONE = {"scale": "benchmarks.scale_bench", "fixedcost": "benchmarks.fixed_cost_bench"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in STANDALONE:  # own options; no tldr data needed
+        import importlib
+
+        return importlib.import_module(STANDALONE[argv[0]]).main(argv[1:])
     args = _parser().parse_args(argv)
     command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
     if not (args.data / "snapshot.parquet").exists():

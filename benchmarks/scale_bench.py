@@ -240,8 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--scratch", type=Path, default=None)
     parser.add_argument("--tag", default="scale")
+    parser.add_argument("--many-shards", type=int, default=0,
+                        help="only measure the index disk of this many one-doc shards")
     args = parser.parse_args(argv)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="freshness-scale-"))
+    if args.many_shards:
+        result = many_shards_disk(scratch, args.many_shards)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "many-shards-latest.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0
     started = time.perf_counter()
     result = run_scale(args.sizes, scratch, args.reps)
     from benchmarks.common import machine_info
@@ -263,3 +271,58 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def many_shards_disk(scratch: Path, shards: int = 10_000, legacy_sample: int = 200,
+                     dim: int = 32, folders: int = 16) -> dict:
+    """Disk of `shards` one-point corpus shards in the embedded index: shared edge folders
+    (the default for new collections) vs one folder per shard (measured on `legacy_sample`
+    shards and scaled). Also a filtered search over all shards."""
+    from freshness.index.base import PointRecord
+    from freshness.index.edge import EdgeIndex
+    from freshness.util.hashing import point_id
+
+    rng = np.random.default_rng(0)
+    out: dict = {"shards": shards, "legacy_sample": legacy_sample, "dim": dim}
+    root = scratch / "many-shards"
+    shutil.rmtree(root, ignore_errors=True)
+    index = EdgeIndex(root / "shared", folders=folders)
+    index.ensure_collection("c", dim)
+    names = [f"t{i:05d}" for i in range(shards)]
+    by_folder: dict[Path, list[str]] = {}
+    for name in names:
+        by_folder.setdefault(index._shard_dir("c", name), []).append(name)
+    started = time.perf_counter()
+    for members in by_folder.values():
+        with index.open_shard("c", members[0]) as session:
+            session.upsert([PointRecord(point_id(n, "h", 0), rng.standard_normal(dim),
+                                        {"shard": n, "doc_id": n}) for n in members])
+    out["shared_write_s"] = time.perf_counter() - started
+    alloc, apparent = _disk_mb(root / "shared")
+    out.update(shared_folders=len(by_folder), shared_mb_allocated=alloc,
+               shared_mb_apparent=apparent)
+    t0 = time.perf_counter()
+    index.search("c", rng.standard_normal(dim), 10)
+    out["shared_search_all_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.search("c", rng.standard_normal(dim), 10, shards=names[:3])
+    out["shared_search_3_shards_s"] = time.perf_counter() - t0
+    legacy = EdgeIndex(root / "legacy")  # the default: one folder per shard
+    legacy.ensure_collection("c", dim)
+    started = time.perf_counter()
+    for name in names[:legacy_sample]:
+        with legacy.open_shard("c", name) as session:
+            session.upsert([PointRecord(point_id(name, "h", 0), rng.standard_normal(dim),
+                                        {"shard": name, "doc_id": name})])
+    out["legacy_write_s_per_shard"] = (time.perf_counter() - started) / legacy_sample
+    alloc, apparent = _disk_mb(root / "legacy")
+    out.update(legacy_mb_allocated_per_shard=alloc / legacy_sample,
+               legacy_mb_apparent_per_shard=apparent / legacy_sample,
+               legacy_gb_apparent_at_n=apparent / legacy_sample * shards / 1024,
+               legacy_gb_allocated_at_n=alloc / legacy_sample * shards / 1024)
+    t0 = time.perf_counter()
+    legacy.search("c", rng.standard_normal(dim), 10)
+    out["legacy_search_s_per_shard"] = (time.perf_counter() - t0) / legacy_sample
+    out["folders"] = folders
+    shutil.rmtree(root, ignore_errors=True)
+    return out

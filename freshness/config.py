@@ -92,6 +92,9 @@ class Settings:
                                               "4")
     alias: str = setting("chunks", "index", "the alias queries use", "chunks")
     upsert_batch: int = setting(1000, "index", "points per upsert/delete request", "1000")
+    edge_folders: int = setting(0, "index", "embedded index: new collections hash shards into "
+                                "this many edge folders, the shard a payload filter (for "
+                                "thousands of shards); 0 = a folder per shard", "16")
     index_check_interval_minutes: float = setting(60.0, "index", "quiet shards re-read their "
                                                   "Qdrant ids this often", "60")
     keep_old_collections: int = setting(1, "index", "after a model switch, keep this many "
@@ -322,7 +325,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "max_doc_bytes": _positive, "lock_timeout_s": _positive, "qdrant_timeout_s": _positive,
     "qdrant_grpc_port": _positive, "qdrant_retries": _non_negative,
     "qdrant_backoff_s": _non_negative, "qdrant_replication_factor": _positive,
-    "qdrant_shard_number": _positive, "upsert_batch": _positive,
+    "qdrant_shard_number": _positive, "upsert_batch": _positive, "edge_folders": _non_negative,
     "index_check_interval_minutes": _non_negative, "keep_old_collections": _non_negative,
     "batch_size": _positive,
     "embed_block_size": _positive, "chunk_tokens": _positive, "overlap_tokens": _overlap,

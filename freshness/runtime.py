@@ -37,7 +37,7 @@ def build_index(settings: Settings) -> VectorIndex:
     from freshness.index.edge import EdgeIndex
 
     return EdgeIndex(settings.index_path, lock_timeout_s=settings.lock_timeout_s,
-                     upsert_batch=settings.upsert_batch)
+                     upsert_batch=settings.upsert_batch, folders=settings.edge_folders)
 
 
 def build_embedder(settings: Settings) -> EmbeddingBackend:

@@ -3,8 +3,10 @@
 The pass (freshness.alerts.tick) keeps incident state and undelivered notifications in the
 sensor cursor, so a restarted daemon neither repeats nor loses an alert, and delivers within a
 time budget so a dead webhook never times the tick out. Each tick also records every shard's
-change rate, pending age, stale level and stale-retrieval rate as an observation of its
-`shard_embeddings` partition: the asset's Plots tab draws them over time.
+change rate, pending age, stale level and stale-retrieval rate: as an observation of its
+`shard_embeddings` partition (shown with the partition's metadata) and as one observation of
+`source_changes` with a `<reading>/<shard>` key per shard, which its Plots view draws over
+time, one line per shard.
 """
 
 import json
@@ -14,14 +16,15 @@ import dagster as dg
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
-from freshness.alerts.metrics import shard_readings, write_textfile
+from assets.source_changes import source_changes
+from freshness.alerts.metrics import shard_readings, shard_series, write_textfile
 from freshness.alerts.sinks import build_sinks
 from freshness.alerts.staleness import SlaConfig
 from freshness.alerts.tick import alert_tick
-from freshness.policy.cadence import traffic_shares
 from freshness.recency.report import shard_stale_rates
 from freshness.state.rate_history import RateHistory
 from freshness.state.status import shard_status
+from freshness.state.traffic import traffic_shares
 from freshness.util.timeutil import utc_now
 
 
@@ -46,7 +49,10 @@ def staleness_alert_sensor(context: dg.SensorEvaluationContext,
         write_textfile(tick.evaluations, now, settings.metrics_textfile)
     known = set(context.instance.get_dynamic_partitions(shard_partitions.name))
     readings = shard_readings(tick.evaluations, latest, shard_stale_rates(rt.store))
+    events = [dg.AssetObservation(shard_embeddings.key, partition=shard, metadata=values)
+              for shard, values in readings.items() if shard in known]
+    if readings:  # one series per shard in source_changes' plots (a partition's are latest-only)
+        events.append(dg.AssetObservation(source_changes.key, metadata=shard_series(readings)))
     return dg.SensorResult(
-        asset_events=[dg.AssetObservation(shard_embeddings.key, partition=shard, metadata=values)
-                      for shard, values in readings.items() if shard in known],
+        asset_events=events,
         cursor=json.dumps(tick.state), skip_reason=tick.summary())

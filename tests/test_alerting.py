@@ -154,7 +154,10 @@ def test_sensor_alerts_once_survives_restart_and_retries_a_failing_sink(
     assert json.loads(cursor)["outbox"] == []
 
     observed = {e.partition: {k: v.value for k, v in e.metadata.items()}  # the Plots tab
-                for e in result.asset_events}
+                for e in result.asset_events if e.asset_key.path == ["shard_embeddings"]}
+    (series,) = [e for e in result.asset_events if e.asset_key.path == ["source_changes"]]
+    assert series.metadata["stale_level/alpha"].value == 2
+    assert series.metadata["change_rate_per_doc_day/beta"].value > 0
     assert set(observed) == {"alpha", "beta"}
     assert observed["alpha"]["stale_level"] == 2 and observed["beta"]["stale_level"] == 0
     assert observed["alpha"]["pending_docs"] == 1

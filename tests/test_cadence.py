@@ -43,12 +43,12 @@ def test_a_never_indexed_shard_is_due_and_pending_shards_ride_along(tmp_path):
     assert alone.run_shards == ["new"]
 
 
-def inputs(rate, pending, last_run=None, now=10.0, arrivals=(9.0,), spent=()):
+def inputs(rate, pending, last_run=None, now=10.0, arrivals=(9.0,), spent=(), start=0.0):
     n = len(rate)
     return LoopInputs(
         [f"s{i}" for i in range(n)], np.array(pending, float), np.array(rate, float),
         np.where(np.array(pending) > 0, 9.0, np.nan), np.array(last_run or [np.nan] * n),
-        np.zeros(n, bool), now, 0.0, np.array([d for d, _ in spent]),
+        np.zeros(n, bool), now, start, np.array([d for d, _ in spent]),
         np.array([c for _, c in spent]), np.array(arrivals, float),
         np.ones(len(arrivals)))
 
@@ -56,10 +56,12 @@ def inputs(rate, pending, last_run=None, now=10.0, arrivals=(9.0,), spent=()):
 def test_the_rule_weighs_the_stale_rate_by_the_quiet_time():
     config = LoopConfig(100.0, CostModel(20, 0, 1, 0))
     plan = LoopPlan(0.5, 10, 10.0)
+    paced = -80.2  # credit after the run = the pacing reserve (90 days): the threshold holds
     # rate 0.4 quiet for 1 day: 0.4 < 0.5, wait until 9 + 0.5 / 0.4 = 10.25
-    waiting = loop_decide(config, inputs([0.4, 0.0], [3, 0]), plan)
+    waiting = loop_decide(config, inputs([0.4, 0.0], [3, 0], start=paced), plan)
+    assert waiting.plan.threshold == pytest.approx(0.5)
     assert not waiting.run_shards and abs(waiting.next_check_days - 10.25) < 1e-6
-    ready = loop_decide(config, inputs([0.4, 0.2], [3, 1]), plan)
+    ready = loop_decide(config, inputs([0.4, 0.2], [3, 1], start=paced), plan)
     assert ready.run_shards == ["s0", "s1"]
 
 
@@ -70,6 +72,14 @@ def test_min_interval_holds_a_shard_back_and_wakes_when_it_expires():
     assert held.run_shards == ["s1"] and held.reasons[0] == "min_interval not reached"
     only = loop_decide(config, inputs([0.6, 0.0], [2, 0], last_run=[9.8, 1.0]), plan)
     assert not only.run_shards and abs(only.next_check_days - 10.3) < 1e-9
+
+
+def test_pacing_raises_the_threshold_as_credit_runs_low():
+    config = LoopConfig(100.0, CostModel(20, 0, 1, 0))
+    plan = LoopPlan(0.5, 10, 10.0)
+    flush = loop_decide(config, inputs([0.4], [3], start=-170.2), plan).plan.threshold
+    low = loop_decide(config, inputs([0.4], [3], start=0.0), plan).plan.threshold
+    assert flush == pytest.approx(0.25) and low > 0.5  # a reserve above it: halved
 
 
 def test_credit_never_lets_spend_run_ahead_of_the_budget():
@@ -96,8 +106,9 @@ def test_per_doc_traffic_weighs_the_pending_docs(tmp_path):
     assert traffic.top_docs == {"a": {"a/hot.md": 0.9, "a/x.md": 0.05}}
     assert traffic.shards == pytest.approx({"a": 0.95, "b": 0.05})
     rates = {v.shard: v.stale_rate for v in decide(shards, NOW, 5.0, store, state=state).verdicts}
-    assert rates["a"] == pytest.approx(0.9)
-    assert rates["b"] == pytest.approx(0.05 / 100)  # b/cold.md shares the remainder
+    uniform = 1 / 200  # 10 % of the weight stays uniform per doc (docs nobody retrieved yet)
+    assert rates["a"] == pytest.approx(0.9 * 0.9 + 0.1 * uniform)
+    assert rates["b"] == pytest.approx(0.9 * 0.05 / 100 + 0.1 * uniform)  # b: the remainder
 
 
 def test_an_old_per_shard_traffic_file_is_still_read(tmp_path):

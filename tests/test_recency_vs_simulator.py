@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from freshness.pipeline.detect import detect
 from freshness.pipeline.sync import sync
@@ -69,6 +70,10 @@ def test_measured_stale_rate_matches_the_simulator(tmp_path, make_runtime):
     overall = report.scope("all")[0]
     assert report.counts["served"] == QUERIES
     measured = overall["stale_rate"]
+    traffic = report.traffic()  # what recency writes for the policy: per-doc shares
+    counts = dict(zip(*np.unique(docs, return_counts=True)))
+    shares = {d: w for top in traffic.top_docs.values() for d, w in top.items()}
+    assert shares == pytest.approx({d: n / QUERIES for d, n in counts.items()})
 
     log = ChangeLog.from_parquet(str(snapshot), str(replay), popularity=popularity)
     predicted = 1 - simulate(log, "uniform", PERIOD, CostModel()).retrieval_weighted_freshness

@@ -50,3 +50,20 @@ def test_pending_source_changes_are_lag_not_drift(corpus, tmp_path):
     rows = {r.data["shard"]: r.data for r in check.metadata["shards"].value.records}
     assert rows["alpha"]["pending_docs_lag"] == 1
     assert rows["beta"]["level"] == "OK"
+
+
+def test_repair_leaves_pending_changes_to_the_policy(corpus, tmp_path):
+    freshness = FreshnessResource(source_path=str(corpus), state_root=str(tmp_path / "state"),
+                                  index_path=str(tmp_path / "qdrant"), device="cpu")
+    rt = freshness.runtime()
+    sync(rt)
+    alpha = rt.shard_state().load("alpha").chunks["point_id"].to_pylist()
+    with rt.index.open_shard(rt.collection, "alpha") as session:
+        session.delete([alpha[0]])  # drift in a shard that also has a pending change
+    (corpus / "alpha" / "pears.md").write_text("# Pears\n\nPears ripen off the tree.")
+    report = reconcile(rt, repair=True)
+    assert report["deferred_to_policy"] == ["alpha"]
+    assert report["repair_totals"] == {}  # nothing embedded outside the policy and its budget
+    assert rt.shard_state().load("alpha").version == 1  # the pending change is not indexed
+    result = sync(rt, ["alpha"])  # the policy's next run embeds it and repairs the drift
+    assert result.ok and reconcile(rt)["drifted_shards"] == []

@@ -54,7 +54,7 @@ def test_immediate_is_the_ceiling_and_budgets_are_respected():
     ceiling = simulate(log, "immediate", 0, costs)
     assert ceiling.freshness == pytest.approx(1.0) and ceiling.retrieval_weighted_freshness \
         == pytest.approx(1.0)
-    for policy in ("adaptive-causal", "uniform", "threshold", "proportional", "oracle"):
+    for policy in ("adaptive", "uniform", "threshold", "proportional", "oracle"):
         result = calibrate(log, policy, 5.0, costs, iterations=12)
         assert result.gpu_seconds_per_day <= 5.0, policy
         assert result.retrieval_weighted_freshness < 1.0
@@ -65,7 +65,7 @@ def test_the_oracle_bounds_every_policy_at_equal_spend():
     for budget in (2.0, 8.0):
         oracle = calibrate(log, "oracle", budget, costs)
         assert oracle.lower_bound_stale <= oracle.stale_share
-        for policy in ("adaptive-causal", "uniform", "proportional", "threshold"):
+        for policy in ("adaptive", "uniform", "proportional", "threshold"):
             other = calibrate(log, policy, budget, costs, iterations=12)
             assert oracle.stale_share <= other.stale_share + 1e-12, (budget, policy)
             assert oracle.lower_bound_stale <= other.stale_share, (budget, policy)
@@ -74,7 +74,7 @@ def test_the_oracle_bounds_every_policy_at_equal_spend():
 def test_the_loop_accounts_spend_as_the_evaluator_does():
     """The causal loop's own cost accounting (its credit) matches the scored schedule."""
     log, costs = synthetic_log(2), CostModel(10, 0.01, 1, 0.5)
-    result = simulate(log, "adaptive-causal", 3.0, costs, 3.0)
+    result = simulate(log, "adaptive", 3.0, costs, 3.0)
     assert 0 < result.gpu_seconds_per_day <= 3.0
     rescored = evaluate(log, result.run_times, result.run_shards, costs)
     assert rescored.gpu_seconds == pytest.approx(result.gpu_seconds)

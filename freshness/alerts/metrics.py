@@ -63,3 +63,15 @@ def shard_readings(evaluations: list[ShardStaleness], latest_rates: dict[str, di
             values["stale_retrieval_rate"] = round(stale_rates[e.shard], 4)
         readings[e.shard] = values
     return readings
+
+
+SERIES = ("change_rate_per_doc_day", "pending_age_seconds", "stale_level",
+          "stale_retrieval_rate")
+
+
+def shard_series(readings: dict[str, dict[str, float]],
+                 keys: tuple[str, ...] = SERIES) -> dict[str, float]:
+    """The readings of every shard as one flat record, `<key>/<shard>`: one time series per
+    shard and key where a UI plots a record's numbers over time."""
+    return {f"{key}/{shard}": values[key] for shard, values in sorted(readings.items())
+            for key in keys if key in values}

@@ -10,7 +10,13 @@ from pathlib import Path
 from freshness.cli.common import add_common_options
 from freshness.errors import FreshnessError
 from freshness.recency.logs import read_request_logs
-from freshness.recency.report import BUCKETS, RecencyReport, load_versions, recency_report
+from freshness.recency.report import (
+    BUCKETS,
+    RecencyReport,
+    load_versions,
+    recency_report,
+    record_traffic,
+)
 from freshness.runtime import Runtime
 from freshness.util.timeutil import as_utc, utc_now
 
@@ -101,6 +107,8 @@ def run(args: argparse.Namespace, rt: Runtime) -> int:
                              "indexed chunks: run `freshness sync` first, or pass --collection")
     ingest = read_request_logs(args.logs, _quarantine_path(args, rt))
     report = recency_report(ingest.retrievals, versions, since=since, until=until)
+    if report.counts["served"]:  # the re-embedding policy weighs pending docs by these shares
+        record_traffic(rt.store, report)
     if args.json:
         print(json.dumps({
             "collection": state.collection, "counts": report.counts,

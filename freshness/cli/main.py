@@ -138,9 +138,6 @@ def cmd_search(args: argparse.Namespace, rt: Runtime) -> int:
     for shard in result.skipped_shards:
         reason = result.problems.get(shard, "busy (a sync holds it)")
         print(f"warning: shard {shard} was not searched: {reason}", file=sys.stderr)
-    if not result.hits:
-        print(f"no results: collection {result.collection} holds no chunk"
-              + (f" in shard(s) {', '.join(args.shard)}" if args.shard else ""))
     return 1 if result.skipped_shards else 0
 
 

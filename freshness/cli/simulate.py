@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from freshness.errors import ConfigError
+from freshness.policy import sweep
 from freshness.policy.planner import CostModel
 from freshness.policy.simulator import POLICIES, ChangeLog, calibrate, compare, simulate
+from freshness.policy.sweep import Corpus
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("simulate", help="replay a change log against a policy and GPU budget")
-    p.add_argument("--snapshot", required=True, help="snapshot.parquet of the change log")
-    p.add_argument("--replay", required=True, help="replay.parquet of the change log")
+    p.add_argument("--snapshot", help="snapshot.parquet of the change log")
+    p.add_argument("--replay", help="replay.parquet of the change log")
+    p.add_argument("--corpus", action="append", default=[], metavar="NAME=FOLDER",
+                   help="sweep mode: a replay folder (snapshot.parquet + replay.parquet); repeat")
+    p.add_argument("--budgets", default="1,2,5,10,20",
+                   help="sweep: budgets in %% of immediate's spend")
+    p.add_argument("--seeds", default="0,1,2", help="sweep: popularity seeds")
+    p.add_argument("--zipfs", default="0.8,1.0,1.2", help="sweep: Zipf exponents")
+    p.add_argument("--out", default="docs/cadence-sweep",
+                   help="sweep: writes OUT.json and OUT.md")
+    p.add_argument("--embed", help="sweep: also replace the generated table in this markdown "
+                                   "file (between <!-- sweep:begin --> and <!-- sweep:end -->)")
     p.add_argument("--policy", default="adaptive", choices=[*POLICIES, "all"])
     p.add_argument("--budget", type=float, help="GPU seconds per day (omit: use --parameter)")
     p.add_argument("--parameter", type=float,
@@ -28,11 +41,36 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (always on)")
 
 
+def _numbers(text: str, kind=float) -> list:
+    return [kind(x) for x in text.split(",") if x.strip()]
+
+
+def _sweep(args: argparse.Namespace, costs: CostModel) -> int:
+    corpora = []
+    for item in args.corpus:
+        name, _, folder = item.partition("=")
+        if not folder or not (Path(folder) / "replay.parquet").exists():
+            raise ConfigError(f"--corpus {item!r}: pass NAME=FOLDER with FOLDER holding "
+                              "snapshot.parquet and replay.parquet")
+        corpora.append(Corpus(name, Path(folder)))
+    result = sweep.run(corpora, _numbers(args.budgets), _numbers(args.seeds, int),
+                       _numbers(args.zipfs), costs, progress=lambda line: print(line, flush=True))
+    json_path, md_path = sweep.write(result, Path(args.out))
+    if args.embed:
+        sweep.embed(sweep.render(result), Path(args.embed))
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
 def run(args: argparse.Namespace, _rt=None) -> int:
+    costs = CostModel(args.overhead_s, args.per_chunk_s, args.chunks_per_doc, args.listing_s)
+    if args.corpus:
+        return _sweep(args, costs)
+    if not args.snapshot or not args.replay:
+        raise ConfigError("pass --snapshot and --replay (or --corpus NAME=FOLDER to sweep)")
     if args.budget is None and args.parameter is None and args.policy != "immediate":
         raise ConfigError("pass --budget GPU_SECONDS_PER_DAY (or --parameter)")
     log = ChangeLog.from_parquet(args.snapshot, args.replay, zipf_s=args.zipf, seed=args.seed)
-    costs = CostModel(args.overhead_s, args.per_chunk_s, args.chunks_per_doc, args.listing_s)
     if args.policy == "all":
         rows = compare(log, [args.budget], costs)
         print(json.dumps(rows, indent=2))

@@ -1,7 +1,8 @@
 """A small synthetic corpus for the demo and tests, written by this project (no third-party text).
 
-Four shards of markdown docs about a fictional company, "Northwind Robotics". `mutate` edits,
-adds and deletes docs so a demo can show changes flowing through.
+Four shards of markdown docs about a fictional company, "Northwind Robotics", of 8, 6, 4 and 3
+docs (sizes differ, as real shards do). `mutate` edits docs so a demo can show changes flowing
+through.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ SHARDS: dict[str, list[str]] = {
     "handbook": ["vacation policy", "expense reports", "remote work", "onboarding checklist",
                  "security training", "parental leave", "equipment budget", "travel booking"],
     "api": ["authentication tokens", "rate limits", "pagination", "webhooks", "error codes",
-            "robot telemetry endpoint", "firmware upload", "fleet status query"],
-    "runbooks": ["database failover", "disk full alert", "certificate renewal", "queue backlog",
-                 "robot offline incident", "deploy rollback", "log retention", "backup restore"],
-    "faq": ["battery life", "charging dock", "warranty claims", "shipping times",
-            "software updates", "mapping a new floor", "obstacle sensors", "noise levels"],
+            "robot telemetry endpoint"],
+    "runbooks": ["database failover", "disk full alert", "certificate renewal", "queue backlog"],
+    "faq": ["battery life", "charging dock", "warranty claims"],
 }
 _OPENERS = [
     "This page explains {topic} at Northwind Robotics.",

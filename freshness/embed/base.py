@@ -38,6 +38,12 @@ class EmbeddingBackend(ABC):
     def warm(self) -> None:
         """Load weights or check the endpoint now (so that load time is not embedding time)."""
 
+    def prefetch(self) -> None:
+        """Start `warm()` in the background (a sync calls it once it knows it will embed, so
+        the load overlaps the rest of planning); a later `warm()` waits for it. Default: a
+        no-op, for backends whose warm-up is cheap."""
+        return None
+
     @abstractmethod
     def encode(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
         """Normalized float32 vectors, one row per text, in input order."""

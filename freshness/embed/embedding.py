@@ -78,6 +78,22 @@ class Embedder(EmbeddingBackend):
     def warm(self) -> None:
         _ = self.model
 
+    def prefetch(self) -> None:
+        """Import sentence-transformers and load the weights on a daemon thread (load_model's
+        lock makes a later `warm()` wait for it; a failure there is raised again by `warm()`)."""
+        key = (self.spec.location, self.spec.revision, self.requested_device)
+        if key in _MODELS or getattr(self, "_prefetching", None):
+            return
+
+        def load() -> None:
+            try:
+                self.warm()
+            except Exception:  # noqa: BLE001 - warm() in the caller's thread raises it
+                pass
+
+        self._prefetching = threading.Thread(target=load, name="model-prefetch", daemon=True)
+        self._prefetching.start()
+
     @property
     def device(self) -> str:
         return str(self.model.device)

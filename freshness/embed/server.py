@@ -89,7 +89,7 @@ class EmbeddingHandler(BaseHTTPRequestHandler):
             return
         spec = self.server.embedder.spec
         model = request.get("model")
-        if model not in (None, spec.name, spec.name.rsplit("/", 1)[-1]):
+        if model not in (None, spec.name, spec.name.rsplit("/", 1)[-1], spec.location):
             self._error(404, f"model {model!r} is not served; this server serves "
                         f"{spec.name!r}", "model_not_found")
             return

@@ -1,18 +1,28 @@
-"""Embedded Qdrant: Qdrant's own engine in-process (qdrant-edge), one folder per shard.
+"""Embedded Qdrant: Qdrant's own engine in-process (qdrant-edge), corpus shards in edge folders.
 
-Why one folder per shard: an edge shard is locked by the process that opens it, so runs of
-different shards write different folders in parallel, and a search holds each folder only for
-the milliseconds of one query. Writers open a folder only after embedding, for the write
-phase; readers and writers that find a folder busy retry with backoff until `lock_timeout_s`.
-Aliases live in `aliases.json`, replaced atomically, for blue/green model switches.
+An edge shard (a folder) is locked by the process that opens it and preallocates ~145 MiB
+(sparse: WAL segments, vector and payload pages), so one folder per corpus shard cannot hold
+10 k shards, and a search would open every one. With `edge_folders=N` (FRESHNESS_EDGE_FOLDERS)
+a new collection hashes corpus shards into N folders and keeps the shard as an indexed payload
+field that reads, counts, deletes and searches filter on — the model of the Qdrant server
+backend (one collection, the shard a tenant field). Runs of shards in different folders write
+in parallel; two in one folder take turns for their write phases. The default (0) and every
+collection created without `folders` in collection.json keep one folder per shard: most
+parallel, fine up to a few hundred shards.
+
+Writers open a folder only after embedding, for the write phase; readers and writers that find
+a folder busy retry with backoff until `lock_timeout_s`. Aliases live in `aliases.json`,
+replaced atomically, for blue/green model switches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,6 +44,8 @@ from freshness.util.faults import fault_point
 from freshness.util.shard_names import is_valid_shard_name, shard_from_segment, shard_segment
 
 SCROLL_PAGE = 10_000
+DEFAULT_FOLDERS = 0  # one folder per shard
+_FOLDER_NAME = re.compile(r"f\d{3}")
 log = logging.getLogger("freshness.index.edge")
 
 
@@ -42,12 +54,32 @@ def _busy(exc: Exception) -> bool:
     return "WouldBlock" in text or "lock" in text.lower() or "already" in text.lower()
 
 
-class EdgeShardSession:
-    """Operations on one open edge shard."""
+def _shard_filter(shards: Sequence[str] | None):
+    """A payload filter on the `shard` field (None: no filter)."""
+    if not shards:
+        return None
+    from qdrant_edge import FieldCondition, Filter, MatchAny, MatchValue
 
-    def __init__(self, shard, upsert_batch: int = UPSERT_BATCH) -> None:
+    match = MatchValue(shards[0]) if len(shards) == 1 else MatchAny(list(shards))
+    return Filter(must=[FieldCondition(key="shard", match=match)])
+
+
+class EdgeShardSession:
+    """Operations on one corpus shard in an open edge folder (`corpus_shard` filters reads and
+    stamps writes when the folder holds several corpus shards)."""
+
+    def __init__(self, shard, upsert_batch: int = UPSERT_BATCH,
+                 corpus_shard: str | None = None) -> None:
         self._shard = shard
         self.upsert_batch = upsert_batch
+        self._corpus_shard = corpus_shard
+        self._filter = _shard_filter([corpus_shard] if corpus_shard else None)
+
+    def _owned(self, payload: dict) -> dict:
+        """A point written through a shard's session belongs to that shard (its filter)."""
+        if self._corpus_shard is None or payload.get("shard") == self._corpus_shard:
+            return payload
+        return {**payload, "shard": self._corpus_shard}
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         from qdrant_edge import Point, UpdateOperation
@@ -55,7 +87,7 @@ class EdgeShardSession:
         for batch in batched(points, self.upsert_batch):
             self._shard.update(UpdateOperation.upsert_points(
                 [Point(id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(),
-                       payload=p.payload) for p in batch]
+                       payload=self._owned(p.payload)) for p in batch]
             ))
             fault_point("partial_upsert")
 
@@ -80,8 +112,8 @@ class EdgeShardSession:
         offset = None
         while True:
             records, offset = self._shard.scroll(
-                ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=False,
-                              with_vector=False)
+                ScrollRequest(offset=offset, limit=SCROLL_PAGE, filter=self._filter,
+                              with_payload=False, with_vector=False)
             )
             ids.update(str(r.id) for r in records)
             if offset is None:
@@ -94,12 +126,17 @@ class EdgeShardSession:
                 found[str(record.id)] = dict(record.payload or {})
         return found
 
-    def query(self, vector: np.ndarray, limit: int) -> list[Hit]:
+    def count(self) -> int:
+        from qdrant_edge import CountRequest
+
+        return int(self._shard.count(CountRequest(exact=True, filter=self._filter)))
+
+    def query(self, vector: np.ndarray, limit: int, shard_filter=None) -> list[Hit]:
         from qdrant_edge import Query, QueryRequest
 
         points = self._shard.query(QueryRequest(
             limit=limit, query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            with_payload=True,
+            with_payload=True, filter=shard_filter if shard_filter is not None else self._filter,
         ))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
@@ -108,10 +145,12 @@ class EdgeIndex:
     """Collections as folders of edge shards under `root`."""
 
     def __init__(self, root: str | Path, lock_timeout_s: float = 120.0,
-                 upsert_batch: int = UPSERT_BATCH) -> None:
+                 upsert_batch: int = UPSERT_BATCH, folders: int = DEFAULT_FOLDERS) -> None:
         self.root = Path(root).absolute()
         self.lock_timeout_s = lock_timeout_s
         self.upsert_batch = upsert_batch
+        self.folders = folders
+        self._layout: dict[str, int | None] = {}
 
     def _collection_dir(self, collection: str) -> Path:
         if not is_valid_shard_name(collection):
@@ -119,9 +158,39 @@ class EdgeIndex:
         return self.root / "collections" / shard_segment(collection)
 
     def _shard_dir(self, collection: str, shard: str) -> Path:
+        """The edge folder holding a corpus shard: its hash folder, or (collections made
+        before shared folders) a folder of its own."""
         if not is_valid_shard_name(shard):
             raise StateError(f"unsafe shard name {shard!r}: refusing to touch the index")
-        return self._collection_dir(collection) / shard_segment(shard)
+        folders = self._folders(collection)
+        if folders is None:
+            return self._collection_dir(collection) / shard_segment(shard)
+        return self._collection_dir(collection) / _folder_of(shard, folders)
+
+    def _folders(self, collection: str) -> int | None:
+        """How many folders the collection hashes shards into (None: one per shard)."""
+        if collection in self._layout:
+            return self._layout[collection]
+        meta = self._collection_dir(collection) / "collection.json"
+        try:
+            folders = json.loads(meta.read_text()).get("folders")
+        except (OSError, ValueError, AttributeError):  # missing or damaged: infer from disk
+            return self._inferred_folders(collection)
+        self._layout[collection] = int(folders) if folders else None
+        return self._layout[collection]
+
+    def _inferred_folders(self, collection: str) -> int | None:
+        """Without a readable collection.json: the configured layout, unless per-shard folders
+        exist (a damaged file of an older collection must not switch its layout)."""
+        folder = self._collection_dir(collection)
+        names = [p.name for p in folder.iterdir() if p.is_dir()] if folder.exists() else []
+        if not self.folders or any(not _FOLDER_NAME.fullmatch(n) for n in names):
+            return None
+        return self.folders
+
+    def _session(self, handle, collection: str, shard: str) -> EdgeShardSession:
+        shared = self._folders(collection) is not None
+        return EdgeShardSession(handle, self.upsert_batch, shard if shared else None)
 
     def _meta_dim(self, collection: str) -> int | None:
         """The collection's vector size from collection.json; None when missing or damaged."""
@@ -144,8 +213,11 @@ class EdgeIndex:
                     "different model needs a new collection (it gets one automatically)"
                 )
             return
+        folders = self._inferred_folders(collection)
         meta.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(meta, json.dumps({"dim": dim}))
+        _atomic_write(meta, json.dumps({"dim": dim, "folders": folders} if folders
+                                       else {"dim": dim}))
+        self._layout.pop(collection, None)
 
     def _dim(self, collection: str) -> int:
         dim = self._meta_dim(collection)
@@ -202,7 +274,7 @@ class EdgeIndex:
                 raise StateError(no_space_message(path, exc, "create index shard")) from exc
             raise
         try:
-            yield EdgeShardSession(handle, self.upsert_batch)
+            yield self._session(handle, collection, shard)
             handle.flush()
         except Exception as exc:
             if names_no_space(exc):  # the manifest is not committed: the next run redoes it
@@ -217,19 +289,17 @@ class EdgeIndex:
         if handle is None:
             return set()
         try:
-            return EdgeShardSession(handle).point_ids()
+            return self._session(handle, collection, shard).point_ids()
         finally:
             handle.close()
 
     def shard_point_count(self, collection: str, shard: str) -> int:
         """Exact point count of a shard (0 when its folder is absent): the cheap probe."""
-        from qdrant_edge import CountRequest
-
         handle = self._open(self._shard_dir(collection, shard), 0, False, self.lock_timeout_s)
         if handle is None:
             return 0
         try:
-            return int(handle.count(CountRequest(exact=True)))
+            return self._session(handle, collection, shard).count()
         except Exception as exc:  # noqa: BLE001 - qdrant-edge raises plain errors
             raise IndexDamagedError(f"embedded index shard {shard!r} cannot be counted "
                                     f"({exc}): run `freshness repair --shard {shard}`") from exc
@@ -237,37 +307,89 @@ class EdgeIndex:
             handle.close()
 
     def drop_shard(self, collection: str, shard: str) -> None:
-        """Delete every point of a shard (its folder; nothing when absent)."""
-        shutil.rmtree(self._shard_dir(collection, shard), ignore_errors=True)
+        """Delete every point of a shard (by filter in a shared folder, else its folder)."""
+        if self._folders(collection) is None:
+            shutil.rmtree(self._shard_dir(collection, shard), ignore_errors=True)
+            return
+        from qdrant_edge import UpdateOperation
 
-    def shard_names(self, collection: str) -> list[str]:
+        try:
+            handle = self._open(self._shard_dir(collection, shard), 0, False, self.lock_timeout_s)
+        except IndexDamagedError:  # derived data: the folder-mates are re-embedded by the probe
+            shutil.rmtree(self._shard_dir(collection, shard), ignore_errors=True)
+            return
+        if handle is None:
+            return
+        try:
+            handle.update(UpdateOperation.delete_points_by_filter(_shard_filter([shard])))
+            handle.flush()
+        finally:
+            handle.close()
+
+    def folder_names(self, collection: str) -> list[str]:
+        """The edge folders of a collection (shard names in the one-folder-per-shard layout)."""
         folder = self._collection_dir(collection)
         if not folder.exists():
             return []
         return sorted(shard_from_segment(p.name) for p in folder.iterdir() if p.is_dir())
 
+    def shard_names(self, collection: str) -> list[str]:
+        """Corpus shards with points in the index (a facet on `shard` per shared folder;
+        the folder names in the one-folder-per-shard layout)."""
+        if self._folders(collection) is None:
+            return self.folder_names(collection)
+        from qdrant_edge import FacetRequest
+
+        names: set[str] = set()
+        for folder in self.folder_names(collection):
+            handle = self._open(self._collection_dir(collection) / folder, 0, False,
+                                self.lock_timeout_s)
+            if handle is None:
+                continue
+            try:
+                hits = handle.facet(FacetRequest("shard", limit=1_000_000, exact=True)).hits
+                names.update(str(h.value) for h in hits if h.count)
+            finally:
+                handle.close()
+        return sorted(names)
+
     def search(self, target: str, vector: np.ndarray, limit: int = 5,
                shards: Sequence[str] | None = None) -> SearchResult:
+        """Top hits over the collection (or some shards): one query per edge folder."""
         collection = self.resolve_alias(target) or target
+        groups: dict[Path, tuple[list[str], object]] = {}
+        if self._folders(collection) is None:  # one folder per shard: no filter needed
+            for shard in shards or self.folder_names(collection):
+                groups[self._shard_dir(collection, shard)] = ([shard], None)
+        elif shards:
+            by_folder: dict[Path, list[str]] = {}
+            for shard in shards:
+                by_folder.setdefault(self._shard_dir(collection, shard), []).append(shard)
+            groups = {f: (names, _shard_filter(names)) for f, names in by_folder.items()}
+        else:
+            for name in self.folder_names(collection):
+                groups[self._collection_dir(collection) / name] = ([name], None)
         hits: list[Hit] = []
         problems: dict[str, str] = {}
-        for shard in shards or self.shard_names(collection):
-            try:  # one shard busy, damaged or missing never hides the others' results
-                handle = self._open(self._shard_dir(collection, shard), 0, False,
-                                    min(self.lock_timeout_s, 10.0))
+        for folder, (names, shard_filter) in groups.items():
+            label = ", ".join(names)
+            try:  # one folder busy, damaged or missing never hides the others' results
+                handle = self._open(folder, 0, False, min(self.lock_timeout_s, 10.0))
                 if handle is None:
-                    problems[shard] = (f"no index folder for shard {shard!r}: run "
-                                       "`freshness sync` (or `freshness repair`) to rebuild it")
+                    problems.update({n: f"no index folder for shard {n!r}: run `freshness "
+                                        "sync` (or `freshness repair`) to rebuild it"
+                                     for n in names})
                     continue
                 try:
-                    hits.extend(EdgeShardSession(handle).query(vector, limit))
+                    hits.extend(EdgeShardSession(handle).query(vector, limit, shard_filter))
                 finally:
                     handle.close()
             except FreshnessError as exc:
-                problems[shard] = str(exc)
+                problems.update({n: str(exc) for n in names})
             except Exception as exc:  # noqa: BLE001 - qdrant-edge raises plain errors
-                problems[shard] = (f"index shard {shard!r} cannot be searched ({exc}): run "
-                                   f"`freshness repair --shard {shard}`")
+                problems.update({n: f"index folder {folder.name} ({label}) cannot be searched "
+                                    f"({exc}): run `freshness repair --shard {n}`"
+                                 for n in names})
         return SearchResult(merge_hits(hits, limit), collection, list(problems), problems)
 
     def _aliases_path(self) -> Path:
@@ -302,9 +424,16 @@ class EdgeIndex:
         if collection in self._aliases().values():
             raise StateError(f"collection {collection!r} is behind an alias: switch it first")
         shutil.rmtree(self._collection_dir(collection), ignore_errors=True)
+        self._layout.pop(collection, None)
 
     def close(self) -> None:
         """Nothing is held between operations."""
+
+
+def _folder_of(shard: str, folders: int) -> str:
+    """The shared folder a shard hashes to (stable across processes and Python versions)."""
+    digest = int.from_bytes(hashlib.blake2b(shard.encode(), digest_size=8).digest(), "big")
+    return f"f{digest % folders:03d}"
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -3,7 +3,10 @@
 Drift: points deleted behind our back (missing), points no manifest claims (orphans), points
 whose payload names another content hash or model revision (wrong). Repair deletes the wrong
 points, then a sync re-embeds every missing point and deletes every orphan — the same code
-path as a normal run, so a repair is as crash-safe as a sync.
+path as a normal run, so a repair is as crash-safe as a sync. A drifted shard with pending
+source changes is not synced by the repair (that would embed the pending changes outside the
+policy and its budget): its wrong points are deleted and the rest is deferred to the policy's
+next run, whose sync reads the shard's index ids and repairs missing points and orphans.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from freshness.integrity.verify import ShardCheck, verify
+from freshness.pipeline.detect import detect_shard
 from freshness.pipeline.sync import sync
 from freshness.runtime import Runtime
 
@@ -27,10 +31,14 @@ def reconcile(rt: Runtime, shards: Sequence[str] | None = None, repair: bool = F
     if repair and drifted:
         for check in drifted:
             _delete_wrong_points(rt, check)
-        result = sync(rt, [c.shard for c in drifted], check_index=True)
-        after = verify(rt, [c.shard for c in drifted], deep=False, sample=sample)
-        report.update(repaired=all(c.ok for c in after), repair_totals=dict(result.totals),
-                      after=[c.as_dict() for c in after])
+        deferred = [c.shard for c in drifted
+                    if detect_shard(rt, c.shard, record_rate=False).pending_docs]
+        quiet = [c.shard for c in drifted if c.shard not in deferred]
+        result = sync(rt, quiet, check_index=True) if quiet else None
+        after = verify(rt, quiet, deep=False, sample=sample) if quiet else []
+        report.update(repaired=all(c.ok for c in after),
+                      repair_totals=dict(result.totals) if result else {},
+                      deferred_to_policy=deferred, after=[c.as_dict() for c in after])
     return report
 
 

@@ -291,6 +291,8 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
             continue
         result.counts, result.skips, result.notes = item.counts, item.listing.skips, \
             item.listing.notes
+        if item.plan.to_embed.num_rows:
+            rt.embedder.prefetch()  # load the model while the other shards are planned
         work.append(item)
         logger.info("shard %s planned: %s", shard, dict(item.counts))
 

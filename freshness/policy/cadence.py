@@ -28,6 +28,7 @@ from freshness.state.traffic import Traffic, read_traffic, traffic_shares
 from freshness.util.timeutil import DAY_S as DAY
 from freshness.util.timeutil import as_utc
 
+PRIOR_MIX = 0.1  # docs nobody retrieved yet keep a little weight, so their shards refresh
 __all__ = ["CadenceDecision", "ShardVerdict", "decide", "decide_for", "observe",
            "traffic_shares"]
 
@@ -84,18 +85,20 @@ def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | Non
             rates.append(0.0)
             continue
         table = state.read_pending_docs(s.shard) if state is not None else None
+        uniform = s.pending_docs / total_docs  # no request logs: uniform per doc
         if traffic is None or table is None:
-            rates.append(s.pending_docs / total_docs)  # no request logs: uniform per doc
+            rates.append(uniform)
             continue
-        rates.append(float(traffic.doc_weights(s.shard, table["doc_id"].to_pylist(),
-                                               max(s.docs, 1)).sum()))
+        measured = float(traffic.doc_weights(s.shard, table["doc_id"].to_pylist(),
+                                             max(s.docs, 1)).sum())
+        rates.append((1 - PRIOR_MIX) * measured + PRIOR_MIX * uniform)
     return np.array(rates, dtype=float)
 
 
 def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: Traffic | None,
               since: datetime) -> tuple[np.ndarray, np.ndarray]:
     """Stale rate added by each poll that saw changes (rate history: changed docs × the shard's
-    mean share per doc), in time order; the newest source change closes the list."""
+    mean share per doc), in time order: what the threshold is planned on."""
     history = RateHistory(store)
     total_docs = sum(max(s.docs, 1) for s in summaries) or 1
     days, rates = [], []
@@ -110,11 +113,6 @@ def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: T
         for at, changed in zip(rows["polled_at"].to_pylist(), rows["changed"].to_pylist()):
             days.append(_days(at))
             rates.append(changed * per_doc)
-    newest = [s.last_source_change_seen for s in summaries
-              if s.pending_docs and s.last_source_change_seen]
-    if newest:  # the quiet time counts from the newest change, not the poll that saw it
-        days.append(_days(max(newest)))
-        rates.append(0.0)
     order = np.argsort(days, kind="stable")
     return np.asarray(days, float)[order], np.asarray(rates, float)[order]
 
@@ -152,7 +150,9 @@ def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_second
         never_indexed=np.array([s.manifest_version == 0 for s in summaries], dtype=bool),
         now_days=_days(now), start_days=_days(start),
         run_days=np.array([d for d, _ in spent]), run_cost_s=np.array([c for _, c in spent]),
-        arrival_days=arrival_days, arrival_rate=arrival_rate)
+        arrival_days=arrival_days, arrival_rate=arrival_rate,
+        last_change_days=max((_days(s.last_source_change_seen) for s in summaries
+                              if s.last_source_change_seen), default=None))
     config = LoopConfig(budget_gpu_seconds_per_day, costs, sla_days, min_interval_days, batch)
     loop = loop_decide(config, inputs)
     shares = traffic.shards if traffic else {}

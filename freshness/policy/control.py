@@ -22,10 +22,12 @@ import numpy as np
 
 from freshness.policy.planner import CostModel
 
-PLAN_WINDOW_DAYS = 365.0  # the recent arrivals the threshold is planned on
+PLAN_WINDOW_DAYS = math.inf  # the recent arrivals the threshold is planned on
 PLAN_GRID = 181  # thresholds tried per plan, log-spaced (ratio 1.12 between neighbours)
 BUDGET_WINDOW_DAYS = math.inf  # spend is kept within the budget over this window (or longer)
 WINDOW_RUNS = 10  # ... long enough to accrue the overhead of this many runs
+RESERVE_DAYS = 90.0  # pacing: the credit the loop aims to keep in hand, in days of budget
+PACE_LIMIT = 4.0  # ... moving the threshold at most 2^4 either way
 START_RUNS = 0  # runs' overhead in hand at the start (0: spend never runs ahead of the budget)
 
 
@@ -61,6 +63,7 @@ class LoopInputs:
     run_cost_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # and what they cost
     arrival_days: np.ndarray = field(default_factory=lambda: np.zeros(0))  # docs newly pending
     arrival_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their q_d
+    last_change_days: float | None = None  # the newest source change seen (else: last arrival)
 
 
 @dataclass(frozen=True)
@@ -144,19 +147,33 @@ def plan_threshold(config: LoopConfig, inputs: LoopInputs) -> LoopPlan:
     return LoopPlan(float(grid[fits[0]]) if len(fits) else top, budgeted, now)
 
 
+def paced(config: LoopConfig, plan: LoopPlan, available: float) -> LoopPlan:
+    """Budget pacing on the credit a run would leave (`available`): the threshold doubles for
+    every reserve's worth below the reserve (and halves for every reserve above it), so quiet
+    stretches bank credit that busy ones spend, and a burst finds credit in hand."""
+    reserve = max(RESERVE_DAYS * config.budget_gpu_seconds_per_day, 2 * config.costs.overhead_s)
+    factor = 2.0 ** float(np.clip((reserve - available) / reserve, -PACE_LIMIT, PACE_LIMIT))
+    return LoopPlan(plan.threshold * factor, plan.runs_budgeted, plan.planned_at_days)
+
+
 def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
            ) -> LoopDecision:
     """Which shards to re-embed now. Pass `plan` to reuse a threshold planned earlier."""
     now = inputs.now_days
     plan = plan or plan_threshold(config, inputs)
+    available = credit(config, inputs)
+    eligible_now = (inputs.pending_docs > 0) & ~((now - inputs.last_run_days
+                                                  < config.min_interval_days)
+                                                 & (config.min_interval_days > 0))
+    plan = paced(config, plan, available - run_cost(config, inputs.pending_docs, eligible_now))
     pending = inputs.pending_docs > 0
     since_run = now - inputs.last_run_days
-    held = pending & (since_run < config.min_interval_days)  # nan compares False: never ran
+    held = pending & (since_run < config.min_interval_days) if config.min_interval_days > 0 \
+        else np.zeros_like(pending)  # nan compares False: a shard that never ran is not held
     eligible = pending & ~held
     age = now - inputs.oldest_pending_days
     sla = eligible & (age >= config.sla_days) if config.sla_days else np.zeros_like(pending)
     first = eligible & inputs.never_indexed
-    available = credit(config, inputs)
     if config.batch:
         rate = float(inputs.pending_rate[eligible].sum())
         cost = run_cost(config, inputs.pending_docs, eligible)
@@ -191,6 +208,8 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
 
 
 def _last_arrival(inputs: LoopInputs) -> float:
+    if inputs.last_change_days is not None:
+        return inputs.last_change_days
     return float(inputs.arrival_days[-1]) if len(inputs.arrival_days) else inputs.start_days
 
 

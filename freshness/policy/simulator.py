@@ -34,8 +34,7 @@ from freshness.policy.planner import CostModel
 from freshness.state.traffic import TOP_K
 from freshness.util.timeutil import DAY_S
 
-POLICIES = ("adaptive", "adaptive-causal", "uniform", "proportional", "threshold", "oracle",
-            "immediate")
+POLICIES = ("adaptive", "uniform", "proportional", "threshold", "oracle", "immediate")
 BASELINES = ("uniform", "proportional", "threshold")
 REPLAN_DAYS = 7.0
 
@@ -408,7 +407,7 @@ def _oracle_schedule(log: ChangeLog, costs: CostModel, price: float
     return np.array(sorted(chosen), dtype=np.int64), objective
 
 
-def oracle(log: ChangeLog, budget: float, costs: CostModel, iterations: int = 30) -> SimResult:
+def oracle(log: ChangeLog, budget: float, costs: CostModel, iterations: int = 20) -> SimResult:
     """The clairvoyant schedule with the largest spend within `budget` (bisection on the price
     of a GPU second), and the Lagrangian lower bound on the stale share at exactly the budget."""
     times, _ = log.events()
@@ -465,7 +464,7 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
         return oracle(log, parameter, costs)
     if policy == "immediate":
         times, shards = immediate(log)
-    elif policy in ("adaptive", "adaptive-causal"):
+    elif policy == "adaptive":
         config = config or LoopConfig(parameter, costs)
         times, shards = adaptive(log, config, poll_times)
     else:
@@ -477,12 +476,9 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
               iterations: int = 22) -> SimResult:
     """For a baseline, the knob that spends as much of `budget` (GPU s/day) as it can, not more
     (hindsight). Adaptive and oracle take the budget as it is."""
-    if policy in ("adaptive-causal", "oracle", "immediate"):
+    if policy in ("adaptive", "oracle", "immediate"):
         return simulate(log, policy, budget, costs, budget)
-    grows = policy == "adaptive"  # the budget it plans with: spend grows with it
-    if grows:
-        low, high = budget / 4, budget * 4
-    elif policy == "threshold":
+    if policy == "threshold":
         low, high = 1.0, float(len(log.times)) + 1
     else:  # interval days: spend falls as the interval grows
         low, high = 1e-4, 4 * log.horizon / DAY_S
@@ -495,11 +491,11 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
         fits = result.gpu_seconds_per_day <= budget
         if fits and (best is None or result.stale_share < best.stale_share):
             best = result
-        low, high = (mid, high) if fits == grows else (low, mid)
+        low, high = (low, mid) if fits else (mid, high)  # spend falls as the knob grows
         if policy == "threshold" and high - low <= 1:
             break
     if best is None:  # even the thriftiest setting overspends: report it, marked
-        best = simulate(log, policy, low if grows else high, costs, budget)
+        best = simulate(log, policy, high, costs, budget)
     return best
 
 

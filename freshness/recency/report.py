@@ -23,6 +23,8 @@ from freshness.recency.logs import RETRIEVALS_SCHEMA, LogIngest, read_request_lo
 from freshness.state import layout
 from freshness.state.manifest import HISTORY_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
+from freshness.state.traffic import Traffic, bounded, write_traffic
+from freshness.util.duck import registered
 from freshness.util.timeutil import as_utc, utc_now
 
 BUCKETS: tuple[tuple[str, float], ...] = (
@@ -109,10 +111,16 @@ class RecencyReport:
     summary: pa.Table  # scope, key, retrievals, traffic_share, stale rate, percentiles
     histogram: pa.Table  # scope, key, metric, bucket_index, bucket, retrievals, stale
     rows: pa.Table | None = None  # one row per retrieval (when asked for)
+    doc_retrievals: pa.Table | None = None  # shard, doc_id, retrievals (served only)
 
     def scope(self, name: str) -> list[dict]:
         """Summary rows of one scope: shard, route, day or all."""
         return [r for r in self.summary.to_pylist() if r["scope"] == name]
+
+    def traffic(self) -> Traffic:
+        """Per-doc retrieval shares, bounded (top docs + per-shard remainder), for the policy."""
+        return bounded(self.doc_retrievals if self.doc_retrievals is not None
+                       else pa.table({"shard": [], "doc_id": [], "retrievals": []}))
 
     def traffic_weights(self) -> dict[str, float]:
         """Each shard's share of the served retrievals (0.0 for shards nobody retrieved)."""
@@ -242,7 +250,10 @@ def recency_report(retrievals: pa.Table | str | Path, versions: pa.Table, *,
         source=source, age_bucket=_bucket("content_age_seconds"),
         age_bin=_bin("content_age_seconds"), lag_bucket=_bucket("embedding_lag_seconds"),
         lag_bin=_bin("embedding_lag_seconds"))).to_arrow_table()
-    return _aggregate(cube, versions, rows)
+    report = _aggregate(cube, versions, rows)
+    report.doc_retrievals = con.sql(f"SELECT shard, doc_id, count(*) AS retrievals FROM {source} "
+                                    "WHERE status = 'served' GROUP BY ALL").to_arrow_table()
+    return report
 
 
 def _aggregate(cube: pa.Table, versions: pa.Table, rows: pa.Table | None) -> RecencyReport:
@@ -285,9 +296,32 @@ def write_day(store: StateStore, state: ShardStateStore, logs: str | Path | list
     return report, ingest, store.path(*folder)
 
 
-def write_latest_shards(store: StateStore, report: RecencyReport) -> None:
-    """Keep each shard's retrievals, traffic share and stale-retrieval rate of this report
-    as the latest known (alerting plots them per shard)."""
+def stale_over_time(report: RecencyReport, bins: int = 24) -> pa.Table:
+    """The served retrievals of a report (with rows) in about `bins` equal time bins of whole
+    minutes: bin start, served, stale served, stale rate — when stale retrievals happened."""
+    if report.rows is None or not report.counts["served"]:
+        return pa.table({"bin": pa.array([], pa.timestamp("us", "UTC")),
+                         "served": pa.array([], pa.int64()), "stale": pa.array([], pa.int64()),
+                         "stale_rate": pa.array([], pa.float64())})
+    with registered(rows=report.rows) as con:
+        con.sql("SET TimeZone = 'UTC'")
+        return con.sql(f"""
+            WITH s AS (SELECT ts, stale_served FROM rows WHERE status = 'served'),
+            w AS (SELECT greatest(1, ceil(epoch(max(ts) - min(ts)) / 60 / {bins}))::INT AS m
+                  FROM s)
+            SELECT time_bucket(to_minutes((SELECT m FROM w)), ts) AS bin, count(*) AS served,
+                   count(*) FILTER (WHERE stale_served) AS stale,
+                   count(*) FILTER (WHERE stale_served) / count(*) AS stale_rate
+            FROM s GROUP BY ALL ORDER BY bin""").to_arrow_table()
+
+
+def record_traffic(store: StateStore, report: RecencyReport) -> None:
+    """Keep what this report measured for the policy and the alerts: per-doc and per-shard
+    retrieval shares (freshness.state.traffic) and each shard's stale-retrieval rate. Needs
+    nothing when nothing was served."""
+    if not report.counts["served"]:
+        return
+    write_traffic(store, report.traffic())
     store.write_json({r["key"]: {k: r[k] for k in ("retrievals", "traffic_share", "stale_rate")}
                       for r in report.scope("shard")}, *layout.RECENCY_SHARDS_FILE)
 

@@ -16,8 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import optimize, stats
-
 
 @dataclass(frozen=True)
 class RateEstimate:
@@ -35,6 +33,8 @@ def poisson_rate(events: int, exposure: float, confidence: float = 0.95) -> Rate
     if exposure <= 0:
         raise ValueError(f"exposure must be positive, got {exposure}")
     alpha = 1.0 - confidence
+    from scipy import stats  # lazy: scipy costs ~1.5 s to import, every CLI call paid it
+
     low = stats.chi2.ppf(alpha / 2, 2 * events) / 2 / exposure if events else 0.0
     high = stats.chi2.ppf(1 - alpha / 2, 2 * events + 2) / 2 / exposure
     return RateEstimate(events / exposure, float(low), float(high), events, exposure)
@@ -99,6 +99,8 @@ def irregular_rate_mle(changed_intervals: Sequence[float],
     low, high = 1e-12, 1.0
     while balance(high) > 0:
         high *= 2
+    from scipy import optimize
+
     return float(optimize.brentq(balance, low, high, xtol=1e-14, rtol=1e-12))
 
 
@@ -152,4 +154,6 @@ def grouped_poll_rate_mle(intervals: Sequence[float], changed: Sequence[int],
     high = 1.0
     while balance(high) > 0:
         high *= 2
+    from scipy import optimize
+
     return float(optimize.brentq(balance, 1e-12, high, xtol=1e-14, rtol=1e-12))
