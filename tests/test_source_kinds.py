@@ -151,7 +151,7 @@ class PostgresTable(Corpus):
             cur.execute("DELETE FROM docs WHERE shard = %s", (shard,))
 
     def source(self):
-        return PostgresSource(self.dsn, "docs")
+        return PostgresSource(self.dsn, "docs", racy_window_s=RACY_S)
 
 
 class BareGit(Corpus):
