@@ -361,7 +361,8 @@ class FolderSource(Source):
                 text, reason = self._load(entry)
                 digest = doc_hash(text) if text is not None else None
                 notes["docs_hashed"] += 1
-            racy = entry.mtime_ns >= racy_after_ns  # hash again next time (see RACY_WINDOW_S)
+            # hash again next time (see RACY_WINDOW_S); a filesystem without mtimes always
+            racy = entry.mtime_ns >= racy_after_ns or not entry.mtime_ns
             current[entry.doc_id] = ("" if racy else entry.token, digest, reason)
             if reason:
                 skips.append(Skip(entry.doc_id, shard, reason))
