@@ -151,7 +151,7 @@ class PostgresTable(Corpus):
             cur.execute("DELETE FROM docs WHERE shard = %s", (shard,))
 
     def source(self):
-        return PostgresSource(self.dsn, "docs")
+        return PostgresSource(self.dsn, "docs", racy_window_s=RACY_S)
 
 
 class BareGit(Corpus):
@@ -352,6 +352,11 @@ def test_bare_git_repository(tmp_path, make_runtime):
     hit = top_doc(rt, "camels crossing sand dunes to an oasis")
     assert hit["source"]["commit"] and len(hit["source"]["commit"]) == 40  # lineage: commit
     assert "default" not in rt.source.discover().shards  # README.md is outside --subdir
+    clone = GitSource(corpus.work, ref="main", subdir="docs", shard_depth=2)  # a working clone
+    (corpus.work / "docs" / "guides" / "intro" / "uncommitted.md").write_text("Not committed.")
+    assert clone.discover().shards == rt.source.discover().shards
+    assert "guides/intro/uncommitted.md" not in clone.listing("guides/intro").docs["doc_id"] \
+        .to_pylist()  # only committed content counts
     assert_retired(rt, "reference/cpp")
 
 

@@ -39,7 +39,7 @@ from freshness.sources.base import (
     Skip,
     Source,
 )
-from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES
+from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES, RACY_WINDOW_S
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import utc_now
 
@@ -62,11 +62,12 @@ class PostgresSource(Source):
     """Documents in table `table` (optionally `schema.table`) of the database at `dsn`."""
 
     def __init__(self, dsn: str, table: str, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-                 connect_timeout_s: int = 10) -> None:
+                 connect_timeout_s: int = 10, racy_window_s: float = RACY_WINDOW_S) -> None:
         self._pg = _psycopg2()
         self._dsn, self.table = dsn, table
         self.max_doc_bytes = max_doc_bytes
         self.connect_timeout_s = connect_timeout_s
+        self.racy_window_s = racy_window_s
         self.name = f"postgres:{table}"
         self._lock = threading.RLock()
         self._con = None
@@ -286,7 +287,12 @@ class PostgresSource(Source):
                                         .cast(CACHE_SCHEMA)])
         current = current.sort_by("doc_id")
         notes: Counter = Counter(docs_hashed=stale.num_rows, docs_hash_reused=kept.num_rows)
-        self._remember(shard, previous, current)
+        # An update time within the racy window may be shared by a later edit in the same
+        # tick (second-precision columns, clock skew): such rows are hashed again next time.
+        racy_after = int((scanned_at.timestamp() - self.racy_window_s) * 1e6)
+        racy = pc.fill_null(pc.greater_equal(current["token"], racy_after), False)
+        self._remember(shard, previous, current.set_column(
+            1, "token", pc.if_else(racy, pa.scalar(None, pa.int64()), current["token"])))
         refused = current.filter(pc.is_valid(current["reason"]))
         skips += [Skip(r["doc_id"], shard, r["reason"]) for r in refused.to_pylist()]
         good = current.filter(pc.is_null(current["reason"]))
