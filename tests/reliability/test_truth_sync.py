@@ -280,3 +280,24 @@ def test_sensor_tick_goes_on_when_one_shard_manifest_is_damaged(corpus, tmp_path
     result = source_change_sensor(dg.build_sensor_context(
         instance=dg.DagsterInstance.ephemeral(), resources={"freshness": resource}))
     assert "beta" in json.loads(result.cursor)["pending"]
+
+
+def test_doc_vanishing_between_listing_and_reading_is_named_and_converges(corpus,
+                                                                          make_runtime):
+    rt = make_runtime(corpus)
+    assert sync(rt).ok
+    (corpus / "alpha" / "figs.md").write_text("# Figs\n\nFigs grow in warm places.")
+    real_read = rt.source.read
+
+    def read_after_delete(shard, doc_ids):
+        (corpus / "alpha" / "figs.md").unlink(missing_ok=True)  # gone after the listing
+        return real_read(shard, doc_ids)
+
+    rt.source.read = read_after_delete
+    result = sync(rt)
+    assert result.ok
+    named = {s["doc_id"]: s["reason"] for s in result.summary()["skipped"]}
+    assert "vanished" in named["alpha/figs.md"]
+    rt.source.read = real_read
+    assert sync(rt).totals["docs_added"] == 0
+    assert_converged(rt)
