@@ -21,7 +21,7 @@ from freshness.policy.planner import CostModel
 from freshness.policy.simulator import BASELINES, ChangeLog, calibrate, simulate
 from freshness.util.timeutil import DAY_S
 
-POLICIES = ("adaptive", *BASELINES, "oracle")
+POLICIES = ("adaptive", "adaptive-fixed", *BASELINES, "oracle")
 SLICE = {"days": 240.0, "seed": 0, "zipf": 1.0, "budgets": (5.0, 20.0)}
 
 
