@@ -29,10 +29,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks.common import DEFAULT_DATA, Context, machine_info  # noqa: E402
 
-SUITE = ("incremental", "langchain", "overhead", "onnx", "diff", "sensor", "recency")
+SUITE = ("incremental", "langchain", "overhead", "onnx", "diff", "sensor", "recency", "sources")
 MODULES = {"incremental": "incremental_bench", "langchain": "langchain_bench",
            "overhead": "overhead_bench", "onnx": "onnx_bench", "diff": "diff_bench",
-           "sensor": "sensor_bench", "recency": "recency_bench", "gpu": "gpu_bench"}
+           "sensor": "sensor_bench", "recency": "recency_bench", "gpu": "gpu_bench",
+           "sources": "source_bench"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -119,6 +119,7 @@ def test_metrics_textfile(corpus, make_runtime, tmp_path):
     assert 'freshness_shard_pending_docs{shard="alpha"} 1.0' in text
     assert 'freshness_shard_stale{shard="alpha"} 2.0' in text
     assert 'freshness_shard_stale{shard="beta"} 0.0' in text
+    assert 'freshness_shard_traffic_weight{shard="alpha"} 1.0' in text  # no logs: age alone
 
 
 def test_sensor_alerts_once_survives_restart_and_retries_a_failing_sink(

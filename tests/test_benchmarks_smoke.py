@@ -125,3 +125,14 @@ def test_onnx_export_matches_torch(tmp_path, embedder):
         assert vectors.shape == reference.shape and math.isclose(
             float(np.linalg.norm(vectors[0])), 1.0, rel_tol=1e-4)
         assert cosines.min() > (0.9999 if model == path else 0.9)
+
+
+def test_source_bench_no_op_listings_read_nothing(tmp_path):
+    from benchmarks import source_bench
+
+    figures, details = source_bench.bench_git(tmp_path / "git", 200, 1)
+    assert details["noop_blobs_read"] == 0 and details["cold_blobs_read"] == 200
+    assert details["changed_docs_hashed"] == 10 and all(f.met is not False for f in figures)
+    (tmp_path / "folder").mkdir()
+    figures, _ = source_bench.bench_folder(tmp_path / "folder", 200, 1)
+    assert figures[0].met

@@ -54,3 +54,35 @@ def test_nested_names_are_dagster_partition_keys_verbatim():
     assert set(shard_partitions.get_partition_keys(dynamic_partitions_store=instance)) == \
         set(keys)
     assert asset_url("http://ui", "tenants/acme/kb").endswith("partition=tenants%2Facme%2Fkb")
+
+
+def test_nested_shards_through_the_sensor_and_a_partitioned_run(tmp_path, embedder):
+    from assets.resources import FreshnessResource
+    from assets.shard_embeddings import shard_embeddings
+    from assets.shard_freshness import shard_freshness
+    from sensors.source_change_sensor import source_change_sensor
+
+    corpus = tmp_path / "corpus"
+    for rel, text in {"tenants/acme/a.md": "Acme ships anvils by rail.",
+                      "tenants/globex/b.md": "Globex sells volcanoes."}.items():
+        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / rel).write_text(text)
+    resource = FreshnessResource(source_path=str(corpus), shard_depth=2, device="cpu",
+                                 state_root=str(tmp_path / "state"),
+                                 index_path=str(tmp_path / "qdrant"))
+    instance = dg.DagsterInstance.ephemeral()
+    result = source_change_sensor(dg.build_sensor_context(
+        instance=instance, resources={"freshness": resource}))
+    assert result.dynamic_partitions_requests[0].partition_keys == \
+        ["tenants/acme", "tenants/globex"]
+    instance.add_dynamic_partitions("shards", ["tenants/acme", "tenants/globex"])
+    run = dg.materialize([shard_embeddings], partition_key="tenants/acme", instance=instance,
+                         resources={"freshness": resource})
+    assert run.success
+    fresh = dg.materialize([shard_freshness], resources={"freshness": resource},
+                           instance=instance)
+    rows = {r.data["shard"]: r.data for r in fresh.asset_materializations_for_node(
+        "shard_freshness")[0].metadata["shard_timestamps"].value.records}
+    assert rows["tenants/acme"]["pending_docs"] == 0 and rows["tenants/globex"]["pending_docs"]
+    assert (tmp_path / "state" / "collections").exists()
+    assert any(p.name == "tenants%2Facme" for p in (tmp_path / "state").rglob("*"))

@@ -1,6 +1,7 @@
 """Every source kind, end to end on real services: index, edit one paragraph (one chunk
 re-embedded), delete a doc (its points go), a no-op sync (no content read), remove a shard
-(it retires), and search returns what the source holds. Shard names nest (`reference/spl`).
+(it retires: points deleted, state archived), and search returns what the source holds.
+Shard names nest (`reference/spl`).
 
 Kinds: a local folder, a folder on S3 with the state root on S3 too (moto's server on
 127.0.0.1), a Parquet table on S3, a PostgreSQL table (a real server), a bare git repository.
@@ -150,7 +151,7 @@ class PostgresTable(Corpus):
             cur.execute("DELETE FROM docs WHERE shard = %s", (shard,))
 
     def source(self):
-        return PostgresSource(self.dsn, "docs")
+        return PostgresSource(self.dsn, "docs", racy_window_s=RACY_S)
 
 
 class BareGit(Corpus):
@@ -294,7 +295,9 @@ def run_lifecycle(corpus: Corpus, make_runtime, **settings):
     corpus.remove_shard("reference/cpp")
     corpus.publish()
     removed = sync(rt)
-    assert removed.ok and "reference/cpp" not in rt.source.discover().shards
+    assert removed.ok, (removed.summary()["failed_shards"], removed.summary().get("errors"))
+    assert "reference/cpp" not in rt.source.discover().shards
+    assert removed.summary()["retired_shards"] == ["reference/cpp"]
 
     for doc_id, text in {**DOCS, "reference/spl/search.md": P_SAND}.items():  # what it holds
         if doc_id.startswith("reference/cpp") or doc_id.endswith("stats.md"):
@@ -303,34 +306,22 @@ def run_lifecycle(corpus: Corpus, make_runtime, **settings):
     return rt  # each test ends with assert_retired(rt, "reference/cpp")
 
 
-class ShardNotRetired(AssertionError):
-    """A shard removed from the source still has points in the index."""
-
-
-# Shard retirement (a shard gone from a complete discovery is retired by sync) is built by the
-# truth helper (issue 13). Until it is on main only this assertion may fail: `raises=` keeps
-# every other failure a failure, and `strict` turns the test red once retirement works, so
-# the marker is removed then.
-AWAITS_RETIREMENT = pytest.mark.xfail(raises=ShardNotRetired, strict=True,
-                                      reason="shard retirement in sync lands with issue 13")
-
-
 def assert_retired(rt, shard: str) -> None:
-    """A shard gone from the source has no points left in the index."""
-    left = rt.index.shard_point_ids(rt.collection, shard)
-    if left:
-        raise ShardNotRetired(f"{len(left)} points of removed shard {shard!r} still indexed")
+    """A shard gone from the source is retired: no points left, its state archived."""
+    assert rt.index.shard_point_ids(rt.collection, shard) == set()
+    assert shard not in rt.shard_state().shards()
 
 
 # -- one test per kind ---------------------------------------------------------------------
 
-@AWAITS_RETIREMENT
 def test_local_folder(tmp_path, make_runtime):
-    rt = run_lifecycle(LocalFolder(tmp_path / "corpus"), make_runtime)
+    corpus = LocalFolder(tmp_path / "corpus")
+    rt = run_lifecycle(corpus, make_runtime)
     assert_retired(rt, "reference/cpp")
+    fresh = sync(make_runtime(source=corpus.source()))  # a new process: the cache is in state
+    assert totals(fresh)["chunks_embedded"] == 0 and hashed(fresh) == 0
 
 
-@AWAITS_RETIREMENT
 def test_folder_and_state_root_on_s3(s3, make_runtime):
     fs, bucket = s3
     rt = run_lifecycle(S3Folder(fs, bucket), make_runtime,
@@ -343,13 +334,11 @@ def test_folder_and_state_root_on_s3(s3, make_runtime):
     assert_retired(rt, "reference/cpp")
 
 
-@AWAITS_RETIREMENT
 def test_parquet_table_on_s3(s3, make_runtime):
     rt = run_lifecycle(S3Table(*s3), make_runtime)
     assert_retired(rt, "reference/cpp")
 
 
-@AWAITS_RETIREMENT
 @pytest.mark.postgres
 def test_postgres_table(pg_dsn, make_runtime):
     rt = run_lifecycle(PostgresTable(pg_dsn), make_runtime)
@@ -357,13 +346,17 @@ def test_postgres_table(pg_dsn, make_runtime):
     assert_retired(rt, "reference/cpp")
 
 
-@AWAITS_RETIREMENT
 def test_bare_git_repository(tmp_path, make_runtime):
     corpus = BareGit(tmp_path)
     rt = run_lifecycle(corpus, make_runtime)
     hit = top_doc(rt, "camels crossing sand dunes to an oasis")
     assert hit["source"]["commit"] and len(hit["source"]["commit"]) == 40  # lineage: commit
     assert "default" not in rt.source.discover().shards  # README.md is outside --subdir
+    clone = GitSource(corpus.work, ref="main", subdir="docs", shard_depth=2)  # a working clone
+    (corpus.work / "docs" / "guides" / "intro" / "uncommitted.md").write_text("Not committed.")
+    assert clone.discover().shards == rt.source.discover().shards
+    assert "guides/intro/uncommitted.md" not in clone.listing("guides/intro").docs["doc_id"] \
+        .to_pylist()  # only committed content counts
     assert_retired(rt, "reference/cpp")
 
 
@@ -393,3 +386,41 @@ def test_the_dsn_never_shows_in_errors_or_settings():
     assert secret not in str(caught.value) and "FRESHNESS_SOURCE_DSN" in str(caught.value)
     settings = Settings(source_kind="postgres", source_dsn=f"postgresql://a:{secret}@h/db")
     assert secret not in repr(settings)
+
+
+def test_credentials_in_an_object_store_uri_never_show(s3):
+    fs, bucket = s3
+    with fs.open_output_stream(f"{bucket}/corpus/a/doc.md") as out:
+        out.write(b"hello")
+    uri = f"s3://testing:testing@{bucket}/corpus?endpoint_override=" \
+          f"{os.environ['AWS_ENDPOINT_URL']}"
+    source = FolderSource(uri)
+    assert "testing:testing" not in source.name and source.discover().shards == ["a"]
+
+
+@pytest.mark.postgres
+def test_postgres_bad_rows_are_named_skips_and_tokens_see_edits(pg_dsn):
+    import psycopg2
+
+    con = psycopg2.connect(pg_dsn)
+    con.autocommit = True
+    cur = con.cursor()
+    cur.execute("CREATE TABLE t (doc_id text, shard text, content text)")  # no updated_at
+    cur.executemany("INSERT INTO t VALUES (%s, %s, %s)", [
+        ("a", "s", "alpha"), ("dup", "s", "one"), ("dup", "s", "two"), ("", "s", "x"),
+        ("e", "s", " \n "), ("big", "s", "x" * 50), ("n", "tab\tname", "x"),
+        ('we"ird,\nid', "s", "odd id")])  # quotes, comma, newline: survive the CSV COPY
+    source = PostgresSource(pg_dsn, "t", max_doc_bytes=20)
+    discovery = source.discover()
+    assert discovery.shards == ["s"] and "control character" in discovery.skips[0].reason
+    listing = source.listing("s")
+    assert listing.docs["doc_id"].to_pylist() == ["a", 'we"ird,\nid']
+    reasons = {s.doc_id: s.reason for s in listing.skips}
+    assert "duplicate doc_id (2 rows)" in reasons["dup"] and "no doc_id" in reasons[""]
+    assert "empty" in reasons["e"] and "FRESHNESS_MAX_DOC_BYTES" in reasons["big"]
+    assert listing.notes["missing_updated_at_set_to_scan_time"] == 2
+    assert source.read("s", ["a", "dup"])["doc_id"].to_pylist() == ["a"]
+    before = source.change_tokens()
+    cur.execute("UPDATE t SET content = 'alpha, edited' WHERE doc_id = 'a'")
+    assert source.change_tokens()["s"] != before["s"]  # no updated_at: content is hashed
+    assert source.listing("s").notes["docs_hashed"] == 4  # and every listing re-hashes

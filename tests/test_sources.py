@@ -1,5 +1,7 @@
 """Sources: folder, table and replay, with bad input named and skipped, never crashing."""
 
+import os
+import time
 from datetime import datetime, timedelta, timezone
 
 import duckdb
@@ -9,6 +11,7 @@ import pytest
 
 from freshness.errors import SourceError
 from freshness.sources import FolderSource, ReplaySource, TableSource
+from freshness.util.hashing import doc_hash
 from tests.conftest import SHARED_DATA
 
 
@@ -173,3 +176,37 @@ def test_a_table_source_over_a_live_relation_sees_changes_at_each_scan():
     con.register("corpus", pa.table({"doc_id": ["a"], "shard": ["s"], "content": ["two"]}))
     source.refresh()  # sync, detect and the sensor call it at the start of every scan
     assert source.listing("s").docs["doc_hash"].to_pylist() != first
+
+
+def test_folder_listing_rehashes_only_moved_files_and_racy_ones(corpus):
+    source = FolderSource(corpus)
+    path = corpus / "alpha" / "pears.md"
+    first = source.listing("alpha")
+    assert first.notes["docs_hashed"] == 2  # cold
+    # Rewrite in place with the same size and restore the mtime: the (size, mtime, inode)
+    # token cannot see it. The file was hashed within the racy window of its mtime, so the
+    # next listing hashes it again and sees the new content.
+    stat = path.stat()
+    path.write_text("# Pears\n\nPears are tangy and grainy.")
+    assert path.stat().st_size == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = source.listing("alpha")
+    hashes = dict(zip(second.docs["doc_id"].to_pylist(), second.docs["doc_hash"].to_pylist()))
+    assert hashes["alpha/pears.md"] == doc_hash(path.read_text())
+    old = time.time() - 3600  # files past the window are trusted: nothing is read
+    for p in (corpus / "alpha").iterdir():
+        os.utime(p, (old, old))
+    source.listing("alpha")  # re-hash once (the mtime moved), now outside the window
+    assert source.listing("alpha").notes["docs_hashed"] == 0
+
+
+def test_folder_include_and_exclude_globs(corpus):
+    (corpus / "alpha" / "notes.rst").write_text("Notes in reStructuredText.")
+    (corpus / "alpha" / "drafts").mkdir()
+    (corpus / "alpha" / "drafts" / "wip.md").write_text("Not ready.")
+    (corpus / "alpha" / "data.bin").write_bytes(b"\x00\x01")
+    source = FolderSource(corpus, patterns=("*.md", "*.bin"), exclude=("*/drafts/*",))
+    ids = source.listing("alpha").docs["doc_id"].to_pylist()
+    assert sorted(ids) == ["alpha/apples.md", "alpha/pears.md"]
+    reasons = {s.doc_id: s.reason for s in source.listing("alpha").skips}
+    assert "FRESHNESS_SOURCE_EXCLUDE" in reasons["alpha/data.bin"]  # the hint names a setting

@@ -26,7 +26,13 @@ def registry_for(evaluations: list[ShardStaleness], now: datetime,
                   registry=registry)
     sla = Gauge("freshness_shard_sla_seconds", "The shard's staleness SLA", labels,
                 registry=registry)
+    exposure = Gauge("freshness_shard_exposure_seconds", "Pending age x traffic weight: what "
+                     "the SLA is held to", labels, registry=registry)
+    weight = Gauge("freshness_shard_traffic_weight", "Reads relative to an average shard "
+                   "(1 without request logs; never below the floor)", labels, registry=registry)
     for s in evaluations:
+        exposure.labels(s.shard).set(s.exposure_seconds)
+        weight.labels(s.shard).set(s.traffic_weight)
         age.labels(s.shard).set(s.pending_age_seconds)
         pending.labels(s.shard).set(s.pending_docs)
         embedded.labels(s.shard).set(s.last_embedded_at.timestamp() if s.last_embedded_at

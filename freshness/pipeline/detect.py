@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -9,6 +10,7 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from freshness.errors import FreshnessError
 from freshness.pipeline.diff import diff_docs
 from freshness.runtime import Runtime
 from freshness.sources.base import Discovery
@@ -16,6 +18,8 @@ from freshness.state.manifest import PENDING_DOCS_SCHEMA
 from freshness.state.rate_history import RateHistory
 from freshness.util.duck import registered
 from freshness.util.timeutil import DAY_S, as_utc, iso
+
+log = logging.getLogger("freshness.pipeline.detect")
 
 
 @dataclass
@@ -112,4 +116,15 @@ def detect(rt: Runtime, shards: Sequence[str] | None = None
     rt.source.refresh()
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
-    return discovery, [detect_shard(rt, s) for s in targets]
+    found = (detect_shard_or_none(rt, s) for s in targets)
+    return discovery, [p for p in found if p is not None]
+
+
+def detect_shard_or_none(rt: Runtime, shard: str) -> PendingSummary | None:
+    """`detect_shard`, or None (logged) when the shard's state is damaged: one shard never
+    hides the others' changes; its sync names the fix (`freshness repair`)."""
+    try:
+        return detect_shard(rt, shard)
+    except FreshnessError as exc:
+        log.error("shard %s: detection failed: %s", shard, exc)
+        return None

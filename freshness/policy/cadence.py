@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 import pyarrow.compute as pc
 
-from freshness.pipeline.detect import PendingSummary, detect_shard
+from freshness.pipeline.detect import PendingSummary, detect_shard_or_none
 from freshness.policy.control import LoopConfig, LoopDecision, LoopInputs
 from freshness.policy.control import decide as loop_decide
 from freshness.policy.costs import learned_costs
@@ -61,14 +61,14 @@ def observe(rt: Runtime, tokens: dict[str, str], known_tokens: dict[str, str],
     last recorded summary for the rest (unchanged and fully embedded)."""
     moved = [s for s, t in tokens.items() if known_tokens.get(s) != t]
     scan = sorted(set(moved) | (set(pending) & set(tokens)))
-    summaries = {s: detect_shard(rt, s) for s in scan}
+    summaries = {s: detect_shard_or_none(rt, s) for s in scan}
     state = rt.shard_state()
     for shard in tokens:
         if shard not in summaries:
             stored = state.read_pending(shard)
             summaries[shard] = PendingSummary.from_dict(stored) if stored else \
-                detect_shard(rt, shard)
-    return [summaries[s] for s in sorted(summaries)], scan
+                detect_shard_or_none(rt, shard)
+    return [summaries[s] for s in sorted(summaries) if summaries[s] is not None], scan
 
 
 def _days(value: datetime) -> float:

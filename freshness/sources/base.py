@@ -87,7 +87,7 @@ class ListingCache(Protocol):
 
 class Source(ABC):
     """A corpus split into shards. A new kind subclasses this and implements all five methods
-    (see docs/architecture.md, "Add a source"); `runtime.build_source` registers it."""
+    (docs/sources.md); one line in `sources/registry.py` registers it."""
 
     name: str
 

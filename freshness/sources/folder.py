@@ -82,16 +82,26 @@ def glob_match(doc_id: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(target, pattern)
 
 
+def redact_uri(uri: str) -> str:
+    """A URI without credentials (`s3://key:secret@bucket/x` -> `s3://***@bucket/x`): for
+    names, logs and errors."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
 def open_root(root: str | Path) -> tuple[pafs.FileSystem, str, bool]:
     """(filesystem, base path, is_local) for a local path or a filesystem URI."""
     text = str(root)
     if "://" in text:
         try:
             fs, base = pafs.FileSystem.from_uri(text)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SourceError(f"cannot open source {text!r} ({exc}): check the URI; credentials "
-                              "and endpoints come from the environment (AWS_ENDPOINT_URL, "
-                              "AWS_ACCESS_KEY_ID, ...)") from exc
+        except (pa.ArrowInvalid, OSError):
+            raise SourceError(  # `from None`: pyarrow's message may repeat the URI's secrets
+                f"cannot open source {redact_uri(text)!r}: check the URI; credentials and "
+                "endpoints come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)"
+            ) from None
         return fs, base.rstrip("/"), isinstance(fs, pafs.LocalFileSystem)
     return pafs.LocalFileSystem(), str(Path(text).absolute()), True
 
@@ -111,9 +121,9 @@ class FolderSource(Source):
     ) -> None:
         if shard_depth < 1:
             raise SourceError(f"shard_depth={shard_depth}: use 1 or more folder levels")
-        self.uri = str(root)
+        self.uri = redact_uri(str(root))  # for names and messages; never credentials
         if filesystem is not None:
-            self.fs, self.base, self.local = filesystem, self.uri.rstrip("/"), \
+            self.fs, self.base, self.local = filesystem, str(root).rstrip("/"), \
                 isinstance(filesystem, pafs.LocalFileSystem)
         else:
             self.fs, self.base, self.local = open_root(root)
@@ -208,7 +218,7 @@ class FolderSource(Source):
                 doc_id = f"{rel_folder}/{name}" if rel_folder else name
                 if not self._wanted(doc_id):
                     continue
-                entry, refusal = self._stat_local(doc_id)
+                entry, refusal = self._stat_local(doc_id, walked=True)
                 if refusal:
                     skips.append(refusal)
                 elif entry:
@@ -217,12 +227,24 @@ class FolderSource(Source):
                 break
         return entries, skips
 
-    def _stat_local(self, doc_id: str) -> tuple[FileEntry | None, Skip | None]:
+    def _stat_local(self, doc_id: str, walked: bool = False
+                    ) -> tuple[FileEntry | None, Skip | None]:
         """A local file's entry (a link followed only when it resolves inside the root), or
-        the refusal of one never to be opened (bad name, outside the root, not regular)."""
+        the refusal of one never to be opened (bad name, outside the root, not regular).
+        `walked`: found by the walk, whose folders are real (no links): only a link in the
+        last component needs resolving, so a plain file costs one lstat."""
         if not valid_utf8_name(doc_id):
             return None, Skip(printable_name(doc_id), None, BAD_NAME, keep_indexed=False)
-        real = os.path.realpath(os.path.join(self.base, doc_id))
+        path = os.path.join(self.base, doc_id)
+        if walked:
+            try:
+                info = os.lstat(path)
+            except OSError:
+                return None, None  # vanished while listing: the next scan sees it
+            if stat.S_ISREG(info.st_mode):
+                return FileEntry(doc_id, info.st_size, info.st_mtime_ns,
+                                 f"{info.st_size}-{info.st_mtime_ns}-{info.st_ino}"), None
+        real = os.path.realpath(path)
         root = os.path.realpath(self.base)
         if os.path.commonpath([real, root]) != root:
             return None, Skip(doc_id, None, (

@@ -18,6 +18,7 @@ The DSN is a secret: it is never logged or put in error messages.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections import Counter
@@ -25,6 +26,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from freshness.errors import ConfigError, SourceError
 from freshness.sources.base import (
@@ -36,11 +39,11 @@ from freshness.sources.base import (
     Skip,
     Source,
 )
-from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES
+from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES, RACY_WINDOW_S
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import utc_now
 
-CACHE_SCHEMA = pa.schema([("doc_id", pa.string()), ("token", pa.string()),
+CACHE_SCHEMA = pa.schema([("doc_id", pa.string()), ("token", pa.int64()),  # updated_at, µs
                           ("doc_hash", pa.string()), ("reason", pa.string())])
 HASH_BATCH = 5_000  # ids per md5 query
 
@@ -59,18 +62,20 @@ class PostgresSource(Source):
     """Documents in table `table` (optionally `schema.table`) of the database at `dsn`."""
 
     def __init__(self, dsn: str, table: str, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-                 connect_timeout_s: int = 10) -> None:
+                 connect_timeout_s: int = 10, racy_window_s: float = RACY_WINDOW_S) -> None:
         self._pg = _psycopg2()
         self._dsn, self.table = dsn, table
         self.max_doc_bytes = max_doc_bytes
         self.connect_timeout_s = connect_timeout_s
+        self.racy_window_s = racy_window_s
         self.name = f"postgres:{table}"
         self._lock = threading.RLock()
         self._con = None
         self._cache: ListingCache | None = None
         self._cache_id = f"{self.name}|{max_doc_bytes}"
-        self._memo: dict[str, dict[str, tuple]] = {}
+        self._memo: dict[str, pa.Table] = {}
         self._duplicates: dict[str, int] | None = None
+        self._unique: bool | None = None
         self.columns = self._columns()
 
     @classmethod
@@ -115,6 +120,30 @@ class PostgresSource(Source):
                 if con.closed:
                     self._con = None
                 raise SourceError(f"postgres source {self.table}: {_first_line(exc)}") from None
+
+    def _copy(self, query, params, schema: pa.Schema) -> pa.Table:
+        """A query's rows as Arrow through COPY ... TO STDOUT (CSV): no Python object per row.
+        NULL is an unquoted empty field, '' a quoted one."""
+        with self._lock:
+            con = self._connect()
+            try:
+                with con.cursor() as cur:
+                    sql = cur.mogrify(query, params).decode()
+                    buffer = io.BytesIO()
+                    cur.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", buffer)
+            except self._pg.Error as exc:
+                if con.closed:
+                    self._con = None
+                raise SourceError(f"postgres source {self.table}: {_first_line(exc)}") from None
+        if not buffer.tell():
+            return schema.empty_table()
+        buffer.seek(0)
+        return pacsv.read_csv(
+            buffer, read_options=pacsv.ReadOptions(column_names=schema.names),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=schema, strings_can_be_null=True,
+                quoted_strings_can_be_null=False)).cast(schema)
 
     def _ident(self):
         parts = self.table.split(".")
@@ -173,8 +202,24 @@ class PostgresSource(Source):
             "GROUP BY shard"))
         return {s: f"{n}-{t}-{h}" for s, n, t, h in rows if shard_name_problem(s) is None}
 
+    def _ids_unique(self) -> bool:
+        """True when a unique index (or primary key) on doc_id alone rules duplicates out."""
+        if self._unique is None:
+            with self._lock:
+                regclass = self._ident().as_string(self._connect())
+            rows = self._query(
+                """SELECT 1 FROM pg_index i
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                   WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indnkeyatts = 1
+                     AND i.indpred IS NULL AND a.attname = 'doc_id'""", (regclass,))
+            self._unique = bool(rows)
+        return self._unique
+
     def _duplicate_ids(self) -> dict[str, int]:
-        """Ids on more than one row (whole table, once per scan): refused until made unique."""
+        """Ids on more than one row (whole table, once per scan): refused until made unique.
+        A unique index on doc_id makes this free."""
+        if self._duplicates is None and self._ids_unique():
+            self._duplicates = {}
         if self._duplicates is None:
             rows = self._query(self._sql(
                 "SELECT doc_id, count(*) FROM {table} WHERE doc_id IS NOT NULL "
@@ -182,89 +227,105 @@ class PostgresSource(Source):
             self._duplicates = {str(d): n for d, n in rows}
         return self._duplicates
 
-    def _previous(self, shard: str) -> dict[str, tuple]:
+    def _previous(self, shard: str) -> pa.Table | None:
         if shard in self._memo:
             return self._memo[shard]
         table = self._cache.load(self._cache_id, shard) if self._cache else None
-        if table is None or table.schema.names != CACHE_SCHEMA.names:
-            return {}
-        return {r["doc_id"]: (r["token"], r["doc_hash"], r["reason"]) for r in table.to_pylist()}
+        if table is None or table.schema != CACHE_SCHEMA:
+            return None
+        return table
 
-    def _hash_rows(self, shard: str, doc_ids: list[str]) -> dict[str, tuple[str | None, str]]:
-        """doc_id -> (md5 or None, problem) computed in the database, content never sent."""
-        out: dict[str, tuple[str | None, str]] = {}
+    def _hash_rows(self, shard: str, doc_ids: list[str]) -> pa.Table:
+        """(doc_id, doc_hash, reason) computed in the database; the content is never sent."""
+        out: dict[str, list] = {"doc_id": [], "doc_hash": [], "reason": []}
         for start in range(0, len(doc_ids), HASH_BATCH):
             batch = doc_ids[start:start + HASH_BATCH]
             rows = self._query(self._sql(
                 """SELECT doc_id::text, md5(content), octet_length(content),
-                          content IS NULL OR content ~ '^\\s*$'
+                          content IS NULL OR content ~ '^[[:space:]]*$'
                    FROM {table} WHERE shard = %s AND doc_id::text = ANY(%s)"""), (shard, batch))
             for doc_id, digest, size, empty in rows:
+                reason = None
                 if empty:
-                    out[doc_id] = (None, "empty document: nothing to embed")
+                    reason = "empty document: nothing to embed"
                 elif size > self.max_doc_bytes:
-                    out[doc_id] = (None, f"document is {size} bytes, over max_doc_bytes="
-                                         f"{self.max_doc_bytes}: split it or raise "
-                                         "FRESHNESS_MAX_DOC_BYTES")
-                else:
-                    out[doc_id] = (digest, "")
-        return out
+                    reason = (f"document is {size} bytes, over max_doc_bytes="
+                              f"{self.max_doc_bytes}: split it or raise FRESHNESS_MAX_DOC_BYTES")
+                out["doc_id"].append(doc_id)
+                out["doc_hash"].append(None if reason else digest)
+                out["reason"].append(reason)
+        return pa.table(out, pa.schema([CACHE_SCHEMA.field(n) for n in out]))
 
     def listing(self, shard: str) -> Listing:
+        """Ids and update times of the shard (one index scan); md5 in the database only for
+        rows whose update time moved since the cached listing. Arrow joins, no per-row Python."""
         scanned_at = utc_now()
-        updated = "updated_at" if self._has_updated else "NULL::timestamptz"
-        rows = self._query(self._sql(
-            f"SELECT doc_id::text, {updated} FROM {{table}} WHERE shard = %s"), (shard,))
-        duplicates = self._duplicate_ids()
-        previous, current = self._previous(shard), {}
-        notes: Counter = Counter()
-        skips: list[Skip] = []
-        tokens: dict[str, tuple[str, datetime | None]] = {}
-        for doc_id, when in rows:
-            if doc_id is None or not doc_id.strip():
-                skips.append(Skip(str(doc_id), shard, "row has no doc_id: every row needs a "
-                                  "unique doc_id"))
-            elif doc_id in duplicates:
-                skips.append(Skip(doc_id, shard, f"duplicate doc_id ({duplicates[doc_id]} rows): "
-                                  "make doc_id unique; the indexed version is kept until it is"))
-            else:
-                tokens[doc_id] = (_as_utc(when).isoformat() if when else "", _as_utc(when))
-        stale = sorted(d for d, (token, _) in tokens.items()
-                       if not token or previous.get(d, ("",))[0] != token)
-        hashed = self._hash_rows(shard, stale) if stale else {}
-        notes["docs_hashed"] += len(stale)
-        notes["docs_hash_reused"] += len(tokens) - len(stale)
-        ids, hashes, times = [], [], []
-        for doc_id, (token, when) in sorted(tokens.items()):
-            if doc_id in hashed:
-                digest, reason = hashed[doc_id]
-            elif doc_id in stale:
-                continue  # deleted between the two queries: the next scan sees it
-            else:
-                _, digest, reason = previous[doc_id]
-            current[doc_id] = (token, digest, reason or None)
-            if reason:
-                skips.append(Skip(doc_id, shard, reason))
-                continue
-            if when is None:
-                notes["missing_updated_at_set_to_scan_time"] += 1
-            elif when > scanned_at:
-                notes["future_timestamp_clamped"] += 1
-            ids.append(doc_id)
-            hashes.append(digest)
-            times.append(min(when or scanned_at, scanned_at))
-        self._remember(shard, previous, current)
-        docs = pa.table({"doc_id": pa.array(ids, pa.string()),
-                         "doc_hash": pa.array(hashes, pa.string()),
-                         "updated_at": pa.array(times, LISTING_SCHEMA.field("updated_at").type)})
+        micros = ("(extract(epoch FROM updated_at) * 1000000)::bigint" if self._has_updated
+                  else "NULL::bigint")
+        listed = self._copy(self._sql(
+            f"SELECT doc_id::text, {micros} FROM {{table}} WHERE shard = %s"), (shard,),
+            pa.schema([("doc_id", pa.string()), ("token", pa.int64())]))
+        skips = self._refused(shard, listed)
+        good = pc.and_(pc.invert(pc.is_in(listed["doc_id"], pa.array(
+            sorted(self._duplicate_ids()), pa.string()))), pc.fill_null(pc.greater(
+                pc.utf8_length(pc.utf8_trim_whitespace(listed["doc_id"])), 0), False))
+        listed = listed.filter(good)
+        previous = self._previous(shard)
+        if previous is not None and previous.num_rows:
+            joined = listed.join(previous.rename_columns(
+                ["doc_id", "old_token", "doc_hash", "reason"]), "doc_id", join_type="left outer")
+            same = pc.fill_null(pc.equal(joined["token"], joined["old_token"]), False)
+            kept = joined.filter(same).select(["doc_id", "token", "doc_hash", "reason"])
+            stale = joined.filter(pc.invert(same)).select(["doc_id", "token"])
+        else:
+            kept, stale = CACHE_SCHEMA.empty_table(), listed
+        hashed = self._hash_rows(shard, stale["doc_id"].to_pylist()) if stale.num_rows else None
+        current = kept.cast(CACHE_SCHEMA)
+        if hashed is not None:  # rows deleted between the two queries drop out of the join
+            fresh = stale.join(hashed, "doc_id", join_type="inner")
+            current = pa.concat_tables([current, fresh.select(CACHE_SCHEMA.names)
+                                        .cast(CACHE_SCHEMA)])
+        current = current.sort_by("doc_id")
+        notes: Counter = Counter(docs_hashed=stale.num_rows, docs_hash_reused=kept.num_rows)
+        # An update time within the racy window may be shared by a later edit in the same
+        # tick (second-precision columns, clock skew): such rows are hashed again next time.
+        racy_after = int((scanned_at.timestamp() - self.racy_window_s) * 1e6)
+        racy = pc.fill_null(pc.greater_equal(current["token"], racy_after), False)
+        self._remember(shard, previous, current.set_column(
+            1, "token", pc.if_else(racy, pa.scalar(None, pa.int64()), current["token"])))
+        refused = current.filter(pc.is_valid(current["reason"]))
+        skips += [Skip(r["doc_id"], shard, r["reason"]) for r in refused.to_pylist()]
+        good = current.filter(pc.is_null(current["reason"]))
+        scan = pa.scalar(scanned_at, LISTING_SCHEMA.field("updated_at").type)
+        when = good["token"].cast(pa.timestamp("us", tz="UTC"))
+        if when.null_count:
+            notes["missing_updated_at_set_to_scan_time"] = when.null_count
+        future = int(pc.sum(pc.greater(when, scan)).as_py() or 0)
+        if future:
+            notes["future_timestamp_clamped"] = future
+        when = pc.fill_null(when, scan)
+        when = pc.if_else(pc.greater(when, scan), scan, when)
+        docs = pa.table({"doc_id": good["doc_id"], "doc_hash": good["doc_hash"],
+                         "updated_at": when}).cast(LISTING_SCHEMA)
         return Listing(shard, docs, scanned_at, complete=True, skips=skips, notes=notes)
 
-    def _remember(self, shard: str, previous: dict, current: dict) -> None:
+    def _refused(self, shard: str, listed: pa.Table) -> list[Skip]:
+        """Rows refused by id: missing id, or an id on several rows (whole table)."""
+        duplicates = self._duplicate_ids()
+        copies = listed["doc_id"].filter(pc.is_in(listed["doc_id"], pa.array(
+            sorted(duplicates), pa.string()))).to_pylist() if duplicates else []
+        skips = [Skip(d, shard, f"duplicate doc_id ({duplicates[d]} rows): make doc_id unique; "
+                      "the indexed version is kept until it is") for d in copies]
+        missing = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(
+            listed["doc_id"])), 0), True)
+        skips += [Skip(str(d), shard, "row has no doc_id: every row needs a unique doc_id")
+                  for d in listed["doc_id"].filter(missing).to_pylist()]
+        return skips
+
+    def _remember(self, shard: str, previous: pa.Table | None, current: pa.Table) -> None:
         self._memo[shard] = current
-        if self._cache is not None and current != previous:
-            rows = [{"doc_id": k, "token": v[0], "doc_hash": v[1], "reason": v[2]}
-                    for k, v in sorted(current.items())]
-            self._cache.save(self._cache_id, shard, pa.Table.from_pylist(rows, CACHE_SCHEMA))
+        if self._cache is not None and (previous is None or not previous.equals(current)):
+            self._cache.save(self._cache_id, shard, current)
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         wanted = [d for d in doc_ids if d not in self._duplicate_ids()]

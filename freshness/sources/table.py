@@ -24,7 +24,12 @@ import pyarrow.fs as pafs
 
 from freshness.errors import ConfigError, SourceError
 from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip, Source
-from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES, RACY_WINDOW_S, open_root
+from freshness.sources.folder import (
+    DEFAULT_MAX_DOC_BYTES,
+    RACY_WINDOW_S,
+    open_root,
+    redact_uri,
+)
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.text import BLANK_RE2
 from freshness.util.timeutil import utc_now
@@ -87,15 +92,15 @@ class TableSource(Source):
         try:
             kind = fs.get_file_info(base).type
         except OSError as exc:
-            raise SourceError(f"cannot reach table source {uri!r} ({exc}): check the URI and "
-                              "the credentials in the environment") from exc
+            raise SourceError(f"cannot reach table source {redact_uri(uri)!r} ({exc}): check the "
+                              "URI and the credentials in the environment") from exc
         if kind == pafs.FileType.NotFound:
-            raise SourceError(f"table source {uri!r} does not exist: pass a Parquet object or "
-                              "a prefix holding Parquet objects")
+            raise SourceError(f"table source {redact_uri(uri)!r} does not exist: pass a Parquet "
+                              "object or a prefix holding Parquet objects")
         source = cls.__new__(cls)
         source._remote = (fs, base)
         source._remote_seen = None
-        cls.__init__(source, "SELECT * FROM source_dataset", f"parquet:{uri}",
+        cls.__init__(source, "SELECT * FROM source_dataset", f"parquet:{redact_uri(uri)}",
                      **kwargs)
         return source
 

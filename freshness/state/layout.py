@@ -68,6 +68,11 @@ def retired_dir(collection: str) -> tuple[str, ...]:
     return ("collections", collection, "retired")
 
 
+def retired_shard_dir(collection: str, shard: str, stamp: str) -> tuple[str, ...]:
+    """Where one retirement of a shard is archived (nested names stay one segment)."""
+    return (*retired_dir(collection), f"{shard_segment(shard)}-{stamp}")
+
+
 def source_shards_dir() -> tuple[str, ...]:
     """The folder of per-shard source facts that do not depend on the model (rates)."""
     return ("sources", "shards")

@@ -36,6 +36,7 @@ from freshness.state import layout
 from freshness.state.store import StateStore, make_dirs, write_synced
 from freshness.util.disk import is_no_space, no_space_message
 from freshness.util.faults import fault_point
+from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import as_utc, iso, utc_now
 
 T = TypeVar("T")
@@ -73,6 +74,9 @@ class ShardLease:
                  ttl_s: float = DEFAULT_TTL_S, owner: str | None = None) -> None:
         self.store, self.collection, self.shard, self.ttl_s = store, collection, shard, ttl_s
         self.owner = owner or uuid.uuid4().hex[:12]
+        problem = shard_name_problem(shard)
+        if problem:  # the segment codec would make it safe; a lease for it is still a bug
+            raise StateError(f"unsafe state path segment for a lease: {problem}")
         self.segments = (*layout.shard_dir(collection, shard), LEASE_FILE)
         self.path = store.path(*self.segments)  # validates every segment (no escaping root)
 

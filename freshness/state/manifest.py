@@ -183,7 +183,7 @@ class ShardStateStore:
     def archive(self, shard: str, stamp: str) -> tuple[str, ...]:
         """Move a retired shard's state under `retired/<shard>-<stamp>/`: copy every file,
         then delete the shard folder (a crash between leaves the shard live, to retire again)."""
-        target = (*layout.retired_dir(self.collection), f"{shard}-{stamp}")
+        target = layout.retired_shard_dir(self.collection, shard, stamp)
         for name in self.store.list_files(*self._dir(shard)):
             if name == layout.MANIFEST_FILE or name.startswith("lease.json"):
                 continue

@@ -9,6 +9,7 @@ poll's count flags a change-rate spike.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from freshness.errors import StateError
 from freshness.sources.base import Listing
 from freshness.state import layout
 from freshness.state.store import StateStore
@@ -23,6 +25,8 @@ from freshness.util.arrow import replace_column
 from freshness.util.duck import registered
 from freshness.util.rates import PoissonCusum, gamma_posterior_rate, grouped_poll_rate_mle
 from freshness.util.timeutil import DAY_S, as_utc
+
+log = logging.getLogger("freshness.state.rate_history")
 
 RATE_SCHEMA = pa.schema([
     ("polled_at", pa.timestamp("us", tz="UTC")),
@@ -65,8 +69,14 @@ class RateHistory:
                 for n in self.store.list_dir(*layout.source_shards_dir())]
 
     def load(self, shard: str) -> pa.Table:
-        table = self.store.read_table(*self._path(shard))
-        return RATE_SCHEMA.empty_table() if table is None else table.cast(RATE_SCHEMA)
+        """The shard's polls; empty when none, or when the file is damaged (logged: the
+        history restarts, which only widens the rate estimate's prior for a while)."""
+        try:
+            table = self.store.read_table(*self._path(shard))
+            return RATE_SCHEMA.empty_table() if table is None else table.cast(RATE_SCHEMA)
+        except (StateError, KeyError, ValueError, pa.ArrowInvalid) as exc:
+            log.warning("ignoring damaged rate history of shard %s: %s", shard, exc)
+            return RATE_SCHEMA.empty_table()
 
     def latest(self, shard: str) -> dict | None:
         """The shard's newest poll row (RATE_SCHEMA as a dict), or None before the first."""
@@ -96,7 +106,11 @@ class RateHistory:
         the one that poll saw (a touch, checkout or restore of the same bytes is no change).
         The first poll (no hashes yet) counts docs updated inside its interval."""
         hashes = listing.docs.select(["doc_id", "doc_hash"])
-        before = self.store.read_table(*layout.poll_hashes_path(listing.shard))
+        try:
+            before = self.store.read_table(*layout.poll_hashes_path(listing.shard))
+        except StateError as exc:  # damaged: counted as a first poll, then rewritten
+            log.warning("ignoring damaged poll hashes of shard %s: %s", listing.shard, exc)
+            before = None
         if before is None or not has_history:
             changed = int(pc.sum(pc.greater(listing.docs["updated_at"], previous)).as_py() or 0)
         else:

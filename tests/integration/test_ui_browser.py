@@ -4,12 +4,15 @@ Starts `dagster dev` (SQLite DAGSTER_HOME, the demo corpus, the `make demo` sett
 — at most READY_S from start — until the sensors alone have produced what the README promises:
 per-partition counts that differ by shard, rate observations over time, today's recency with
 its histogram, and the checks evaluated. It then asserts on the pages in Chromium and saves
-the README's screenshots (docs/img/ui_*.png).
+screenshots; with FRESHNESS_UPDATE_SCREENSHOTS=1 it writes them over the README's
+(docs/img/ui_*.png), else into the test's temporary folder, so a test run leaves the checkout
+clean.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import urllib.request
@@ -21,7 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 READY_S = 300
-SHOTS = REPO_ROOT / "docs" / "img"
+README_SHOTS = REPO_ROOT / "docs" / "img"
 DEMO_SETTINGS = {  # as `make demo` (Makefile DEMO_ENV)
     "FRESHNESS_DEMO_CHURN_SECONDS": "90", "FRESHNESS_MAX_STALENESS_HOURS": "0.1",
     "FRESHNESS_BUDGET_GPU_SECONDS_PER_DAY": "30"}
@@ -100,6 +103,8 @@ def test_the_demo_ui_shows_per_shard_truth_rates_and_recency(tmp_path):
         state = wait_for(lambda: _ready(base), READY_S, 5.0, "the demo's sensors and runs",
                          alive=server)
         ready_s = time.monotonic() - started
+        update = os.environ.get("FRESHNESS_UPDATE_SCREENSHOTS") == "1"
+        SHOTS = README_SHOTS if update else tmp_path / "screenshots"  # noqa: N806
         SHOTS.mkdir(parents=True, exist_ok=True)
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(

@@ -130,11 +130,13 @@ def test_a_server_failing_during_the_write_phase_advances_nothing(indexed):
 
 
 def _without_runs(files: dict[str, bytes]) -> dict:
-    """State files but run records; manifests without `index_checked_at`, which a failed
-    apply drops on purpose (the next run then reads the index instead of trusting it)."""
+    """State files but run records and the folder source's listing cache (a memo of the
+    source's file hashes, not progress of the index); manifests without `index_checked_at`,
+    which a failed apply drops on purpose (the next run then reads the index instead of
+    trusting it)."""
     kept: dict = {}
     for name, data in files.items():
-        if name.startswith("runs/"):
+        if name.startswith(("runs/", "sources/listings/")):
             continue
         if name.endswith("manifest.json"):
             kept[name] = {k: v for k, v in json.loads(data).items() if k != "index_checked_at"}

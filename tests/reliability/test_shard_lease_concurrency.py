@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -27,6 +28,7 @@ from reliability_helpers import (
 from freshness.errors import StateError
 from freshness.index.edge import EdgeShardSession
 from freshness.pipeline.sync import sync
+from freshness.state import layout
 from freshness.state.lease import LeaseHeldError, ShardLease
 from freshness.state.manifest import HISTORY_SCHEMA
 from freshness.state.status import shard_status
@@ -173,9 +175,11 @@ def test_an_unreadable_lease_left_by_a_killed_writer_is_taken_over(case, embedde
 
 def test_a_lease_never_names_a_path_outside_the_state_root(case, embedder):
     rt = runtime(case, embedder)
-    for shard in ("../x", "a/b", "", "..", "a\x00b"):
+    for shard in ("../x", "", "..", "a\x00b", "a//b"):
         with pytest.raises(StateError, match="unsafe state path segment"):
             ShardLease(rt.store, rt.collection, shard)
+    nested = ShardLease(rt.store, rt.collection, "a/b")  # a nested name is one folder
+    assert Path(nested.path).parent.parent == Path(rt.store.path(*layout.shards_dir(rt.collection)))
     with pytest.raises(LeaseHeldError):  # and a second owner cannot take a held lease
         _hold(rt, "alpha")
         ShardLease(rt.store, rt.collection, "alpha").acquire(0)

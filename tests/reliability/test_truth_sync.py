@@ -7,6 +7,7 @@ source, exactly, under the current model.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -246,3 +247,33 @@ def test_dagster_retires_a_vanished_shard_and_drops_its_partition(corpus, tmp_pa
     (drop,) = [r for r in second.dynamic_partitions_requests
                if isinstance(r, dg.DeleteDynamicPartitionsRequest)]
     assert drop.partition_keys == ["beta"]
+
+
+def test_damaged_rate_history_or_manifest_blocks_only_its_own_shard_in_detect(corpus,
+                                                                              make_runtime):
+    rt = make_runtime(corpus)
+    assert sync(rt).ok
+    detect(rt)
+    rt.store.write_bytes(b"\x00not parquet", *layout.rate_history_path("beta"))
+    _, pending = detect(rt)  # a damaged rate history is rebuilt, not fatal
+    assert sorted(p.shard for p in pending) == ["alpha", "beta"]
+    rt.store.write_bytes(b"\x00garbage", *_shard_dir(rt, "alpha"), layout.MANIFEST_FILE)
+    _, pending = detect(rt)
+    assert [p.shard for p in pending] == ["beta"]  # alpha fails alone (logged, repairable)
+
+
+def test_sensor_tick_goes_on_when_one_shard_manifest_is_damaged(corpus, tmp_path, embedder):
+    import dagster as dg
+
+    from assets.resources import FreshnessResource
+    from sensors.source_change_sensor import source_change_sensor
+
+    resource = FreshnessResource(source_path=str(corpus), state_root=str(tmp_path / "state"),
+                                 index_path=str(tmp_path / "qdrant"), device="cpu")
+    rt = resource.runtime()
+    assert sync(rt).ok
+    rt.store.write_bytes(b"\x00garbage", *_shard_dir(rt, "alpha"), layout.MANIFEST_FILE)
+    (corpus / "beta" / "boats.md").write_text("# Boats\n\nBoats have sails.")
+    result = source_change_sensor(dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources={"freshness": resource}))
+    assert "beta" in json.loads(result.cursor)["pending"]
