@@ -210,3 +210,23 @@ def test_folder_include_and_exclude_globs(corpus):
     assert sorted(ids) == ["alpha/apples.md", "alpha/pears.md"]
     reasons = {s.doc_id: s.reason for s in source.listing("alpha").skips}
     assert "FRESHNESS_SOURCE_EXCLUDE" in reasons["alpha/data.bin"]  # the hint names a setting
+
+
+def test_folder_source_over_any_pyarrow_filesystem_without_mtimes():
+    import fsspec
+    import pyarrow.fs as pafs
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/corpus-t/a/x.md", b"hello there")
+    memory.pipe("/corpus-t/b/y.md", b"second doc")
+    source = FolderSource("/corpus-t", filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(memory)))
+    try:
+        assert source.discover().shards == ["a", "b"]
+        assert source.read("a", ["a/x.md"])["content"].to_pylist() == ["hello there"]
+        source.listing("a")
+        memory.pipe("/corpus-t/a/x.md", b"hello THERE")  # same size, and no mtime at all
+        listing = source.listing("a")
+        assert listing.docs["doc_hash"].to_pylist() == [doc_hash("hello THERE")]
+        assert listing.notes["docs_hashed"] == 1  # no mtime: never trusted, always re-hashed
+    finally:
+        memory.rm("/corpus-t", recursive=True)

@@ -56,6 +56,7 @@ BAD_NAME = "file name is not valid UTF-8: rename it (e.g. convmv -f latin1 -t ut
 # the same mtime tick (1 s on object stores and some filesystems): its hash is not trusted by
 # the next listing (git's "racy clean" rule). Covers modest clock skew to an object store.
 RACY_WINDOW_S = 5.0
+SCAN_REUSE_S = 300.0  # a sync's listings reuse its discover() scan for this long
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class FolderSource(Source):
         self._cache_id = "|".join(map(str, (self.name, self.patterns, self.exclude,
                                             shard_depth, max_doc_bytes)))
         self._memo: dict[str, dict[str, tuple[str, str | None, str | None]]] = {}
+        self._scanned: tuple[float, list[FileEntry], list[Skip]] | None = None
 
     @classmethod
     def from_settings(cls, settings) -> FolderSource:
@@ -267,6 +269,13 @@ class FolderSource(Source):
 
     def _shard_files(self, shard: str) -> tuple[list[FileEntry], list[Skip]] | None:
         """The shard's files, or None when its folder is gone (listing incomplete)."""
+        if self._scanned and time.monotonic() - self._scanned[0] < SCAN_REUSE_S and \
+                (shard == ROOT_SHARD or not self.local
+                 or os.path.isdir(os.path.join(self.base, shard))):
+            _, entries, skips = self._scanned  # discover()'s scan of this sync: stat once
+            entries = [e for e in entries if self.shard_of(e.doc_id) == shard]
+            if entries or self.local:
+                return entries, [s for s in skips if self.shard_of(s.doc_id) == shard]
         if shard == ROOT_SHARD:  # files in the root and in a `default/` folder
             entries, skips = self._scan("", recursive=False)
             has_folder = not self.local or os.path.isdir(os.path.join(self.base, ROOT_SHARD))
@@ -287,6 +296,7 @@ class FolderSource(Source):
     def discover(self) -> Discovery:
         self._require_root()
         entries, refused = self._scan()
+        self._scanned = (time.monotonic(), entries, refused)
         shards: list[str] = []
         skips: list[Skip] = []
         for shard in sorted({self.shard_of(e.doc_id) for e in entries}):
@@ -301,7 +311,9 @@ class FolderSource(Source):
         return Discovery(shards=shards, skips=skips)
 
     def refresh(self) -> None:
-        """Nothing to drop: every listing stats the files again (hashes are reused by token)."""
+        """Forget the last discover() scan: the next listings stat the files again (hashes
+        are reused by token)."""
+        self._scanned = None
 
     def change_tokens(self) -> dict[str, str]:
         """Per shard: file count, newest mtime, total size and a digest of the file tokens
@@ -349,7 +361,8 @@ class FolderSource(Source):
                 text, reason = self._load(entry)
                 digest = doc_hash(text) if text is not None else None
                 notes["docs_hashed"] += 1
-            racy = entry.mtime_ns >= racy_after_ns  # hash again next time (see RACY_WINDOW_S)
+            # hash again next time (see RACY_WINDOW_S); a filesystem without mtimes always
+            racy = entry.mtime_ns >= racy_after_ns or not entry.mtime_ns
             current[entry.doc_id] = ("" if racy else entry.token, digest, reason)
             if reason:
                 skips.append(Skip(entry.doc_id, shard, reason))

@@ -144,8 +144,8 @@ class TableSource(Source):
         else:
             infos = [info]
         stats = tuple(sorted((i.path, i.size, i.mtime_ns) for i in infos))
-        newest = max((m for _, _, m in stats), default=0)
-        if newest >= time.time_ns() - int(RACY_WINDOW_S * 1e9):
+        mtimes = [m for _, _, m in stats]
+        if None in mtimes or max(mtimes, default=0) >= time.time_ns() - int(RACY_WINDOW_S * 1e9):
             stats += (("racy", self._scan_epoch, 0),)  # rewritten within a tick: rescan per scan
         if stats != self._remote_seen:
             paths = [p for p, _, _ in stats if p != "racy"]

@@ -182,6 +182,9 @@ def test_vanished_shard_is_retired(corpus, make_runtime):
     rt = make_runtime(corpus)
     assert sync(rt).ok
     shutil.rmtree(corpus / "beta")
+    from freshness.integrity.verify import verify
+
+    assert not {c.shard: c.ok for c in verify(rt, deep=True)}["beta"]  # was ok on main
     result = sync(rt)
     assert result.ok and result.retired_shards == ["beta"]
     assert not any(d.startswith("beta/") for d in _doc_ids(rt, "boats bicycles"))
