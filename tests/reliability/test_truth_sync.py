@@ -301,3 +301,30 @@ def test_doc_vanishing_between_listing_and_reading_is_named_and_converges(corpus
     rt.source.read = real_read
     assert sync(rt).totals["docs_added"] == 0
     assert_converged(rt)
+
+
+@pytest.mark.parametrize("point", ["retire_archive", "state_write"])
+def test_crash_while_retiring_a_shard_converges(corpus, make_runtime, point):
+    """Killed after the points were dropped, or in the middle of copying the state away."""
+    from freshness.util import faults
+
+    rt = make_runtime(corpus)
+    assert sync(rt).ok
+    shutil.rmtree(corpus / "beta")
+    hits = []
+
+    def crash(name: str) -> None:
+        hits.append(name)
+        if name == point and "retire_archive" in hits:  # i.e. during the retirement
+            raise Crash(name)
+
+    faults.set_hook(crash)
+    try:
+        with pytest.raises(Crash):
+            sync(rt)
+    finally:
+        faults.set_hook(None)
+    result = sync(rt)  # points already dropped or not: retired again, state archived
+    assert result.ok and result.retired_shards == ["beta"]
+    assert sync(rt).retired_shards == []
+    assert_converged(rt)
