@@ -3,7 +3,7 @@
 Timed, each the median of n runs:
 - `TableSource.change_tokens()` over the whole table (one SQL pass);
 - the decision path: `freshness.policy.cadence.decide` over 10 k `PendingSummary` objects (1 % with
-  pending changes), and inside it `freshness.policy.planner.plan`, also timed alone;
+  pending changes), the control loop's plan included;
 - the real `source_change_sensor` through `dagster.build_sensor_context` with a
   `FreshnessResource(source_kind="table")`, in steady state (pending.json written for every
   shard, every partition registered): a *quiet* tick (no token moved) and a *busy* tick
@@ -91,8 +91,7 @@ def run(ctx: Context) -> dict:
     parquet = ctx.scratch / "sensor-table.parquet"
     generate(parquet, n_shards)
     source = TableSource.from_parquet(parquet)
-    runs: dict[str, list[float]] = {k: [] for k in ("tokens", "decide", "plan", "quiet",
-                                                    "busy")}
+    runs: dict[str, list[float]] = {k: [] for k in ("tokens", "decide", "quiet", "busy")}
     tokens = {}
     for _ in range(ctx.reps):
         seconds, tokens = timed(source.change_tokens)
@@ -105,11 +104,6 @@ def run(ctx: Context) -> dict:
     for _ in range(ctx.reps):
         seconds, decision = timed(lambda: decide(state, now, 3600.0, store, CostModel()))
         runs["decide"].append(seconds)
-    from freshness.policy.planner import ShardModel, plan
-
-    models = [ShardModel(s.shard, s.docs, s.rate_per_doc_day, 1.0) for s in state]
-    for _ in range(ctx.reps):
-        runs["plan"].append(timed(lambda: plan(models, CostModel(), 3600.0))[0])
     resource, instance, rt = _sensor_setup(ctx, parquet, names, state)
     pending = [s.shard for s in state if s.pending_docs]
     quiet = {"tokens": tokens, "pending": []}
@@ -128,9 +122,7 @@ def run(ctx: Context) -> dict:
                3), "s", ctx.reps, note=f"{n_shards * DOCS_PER_SHARD:,} docs in one Parquet"),
         Figure("sensor", f"cadence.decide, {n_shards:,} summaries",
                round(median(runs["decide"]), 3), "s", ctx.reps,
-               note=f"{len(decision.run_shards)} shards due; includes policy.plan"),
-        Figure("sensor", f"policy.plan, {n_shards:,} shards", round(median(runs["plan"]), 3),
-               "s", ctx.reps),
+               note=f"{len(decision.run_shards)} shards due; includes the threshold plan"),
         Figure("sensor", f"real sensor tick, quiet, {n_shards:,} shards",
                round(median(runs["quiet"]), 3), "s", ctx.reps, None, None,
                f"<= {TARGET_S:.0f} s", median(runs["quiet"]) <= TARGET_S,

@@ -26,7 +26,7 @@ def _vanished(rt, tokens: dict[str, str], known: list[str]) -> tuple[list[str], 
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Polls shard change tokens, records change rates, and requests one batched "
-                "re-embedding run when a shard's staleness debt reaches the budget's threshold.",
+                "re-embedding run when the control loop (freshness.policy.control) says so.",
 )
 def source_change_sensor(context: dg.SensorEvaluationContext,
                          freshness: FreshnessResource) -> dg.SensorResult:

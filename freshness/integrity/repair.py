@@ -24,7 +24,7 @@ from freshness.state import layout
 from freshness.state.lease import ShardLease
 from freshness.state.manifest import MANIFEST_SCHEMA
 from freshness.util.shard_names import shard_name_problem
-from freshness.util.timeutil import as_utc, iso, utc_now
+from freshness.util.timeutil import as_utc, file_stamp, iso, utc_now
 
 LINEAGE = ("doc_id", "chunk_index", "content_hash")
 # What a broken manifest raises when loaded: unreadable files (StateError), missing keys,
@@ -175,7 +175,7 @@ def repair(rt: Runtime, shards: list[str] | None = None,
         if shard not in rebuild_manifests and not manifest_problem(rt, shard):
             continue
         if problems[shard] == "damaged":
-            stamp = iso(utc_now()).replace(":", "")
+            stamp = file_stamp()
             _leased(rt, shard, lambda s=shard, t=stamp: state.archive(s, t))
             archived.append(shard)
         elif state.store.exists(*_folder(rt, shard)):

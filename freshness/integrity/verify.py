@@ -90,6 +90,12 @@ def verify_shard(rt: Runtime, shard: str, deep: bool = False,
 def verify(rt: Runtime, shards: Sequence[str] | None = None, deep: bool = False,
            sample: int | None = 200) -> list[ShardCheck]:
     """Check every shard (default: the source's shards plus any the state knows)."""
+    present = rt.source.discover().shards
     targets = list(shards) if shards is not None else sorted(
-        set(rt.source.discover().shards) | set(rt.shard_state().shards()))
-    return [verify_shard(rt, s, deep, sample) for s in targets]
+        set(present) | set(rt.shard_state().shards()))
+    checks = [verify_shard(rt, s, deep, sample) for s in targets]
+    for check in checks:  # still indexed, gone from a source that lists shards: not ok
+        if present and check.shard not in present and check.docs_indexed:
+            check.docs_extra = check.docs_indexed
+            check.examples["vanished_shard"] = "gone from the source: the next sync retires it"
+    return checks

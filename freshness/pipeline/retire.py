@@ -18,7 +18,7 @@ from freshness.state import layout
 from freshness.state.lease import ShardLease
 from freshness.util.faults import fault_point
 from freshness.util.shard_names import is_valid_shard_name
-from freshness.util.timeutil import iso, utc_now
+from freshness.util.timeutil import file_stamp
 
 
 def _collections(rt: Runtime) -> list[str]:
@@ -47,7 +47,7 @@ def vanished_shards(rt: Runtime, discovery: Discovery,
 def retire_shard(rt: Runtime, shard: str) -> dict:
     """Delete a vanished shard's points and archive its state in every collection holding it."""
     report: dict = {"retired": True, "collections": {}}
-    stamp = iso(utc_now()).replace(":", "").replace("+0000", "Z")
+    stamp = file_stamp()
     for collection in _collections(rt):
         state = rt.shard_state(collection)
         if shard not in state.shard_folders():

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -158,7 +158,9 @@ def _plan_shard(rt: Runtime, shard: str, now: datetime, check_index: bool = Fals
     to_read = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
     docs = rt.source.read(shard, to_read["doc_id"].to_pylist())
     gone = set(to_read["doc_id"].to_pylist()) - set(docs["doc_id"].to_pylist())
-    listing.skips.extend(Skip(d, shard, VANISHED) for d in sorted(gone))
+    if gone:  # a copy: a source may cache its listings
+        listing = replace(listing, skips=[*listing.skips,
+                                          *(Skip(d, shard, VANISHED) for d in sorted(gone))])
     doc_hashes = [doc_hash(t) for t in docs["content"].to_pylist()]
     doc_meta = pa.table({"doc_id": docs["doc_id"], "doc_hash": pa.array(doc_hashes, pa.string()),
                          "updated_at": docs["updated_at"]})

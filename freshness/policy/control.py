@@ -40,6 +40,7 @@ class LoopConfig:
     sla_days: float | None = None
     min_interval_days: float = 0.0
     batch: bool = True
+    fixed_threshold: float | None = None  # set K by hand (no planning, no pacing)
 
     def budget_window_days(self) -> float:
         """The window the budget holds over: a month, or long enough for WINDOW_RUNS runs."""
@@ -160,12 +161,16 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
            ) -> LoopDecision:
     """Which shards to re-embed now. Pass `plan` to reuse a threshold planned earlier."""
     now = inputs.now_days
-    plan = plan or plan_threshold(config, inputs)
     available = credit(config, inputs)
+    if config.fixed_threshold is not None:
+        plan = LoopPlan(config.fixed_threshold, math.inf, now)
+    plan = plan or plan_threshold(config, inputs)
     eligible_now = (inputs.pending_docs > 0) & ~((now - inputs.last_run_days
                                                   < config.min_interval_days)
                                                  & (config.min_interval_days > 0))
-    plan = paced(config, plan, available - run_cost(config, inputs.pending_docs, eligible_now))
+    if config.fixed_threshold is None:
+        plan = paced(config, plan, available - run_cost(config, inputs.pending_docs,
+                                                        eligible_now))
     pending = inputs.pending_docs > 0
     since_run = now - inputs.last_run_days
     held = pending & (since_run < config.min_interval_days) if config.min_interval_days > 0 \

@@ -1,8 +1,8 @@
 """Reference formulas the planner is checked against (Cho & Garcia-Molina, TODS 2003).
 
 `optimal_frequencies` spreads a sync budget over pages with known change rates to maximise mean
-freshness (or minimise mean age) — the classic result our staleness-debt planner generalises.
-Only tests and docs/policy.md use it: the production decision lives in planner.py and cadence.py.
+freshness (or minimise mean age) — the classic periodic allocation. Only tests use it: the
+production decision is `freshness.policy.control.decide`.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ from freshness.policy.planner import CostModel
 from freshness.state.traffic import TOP_K
 from freshness.util.timeutil import DAY_S
 
-POLICIES = ("adaptive", "uniform", "proportional", "threshold", "oracle", "immediate")
+POLICIES = ("adaptive", "adaptive-fixed", "uniform", "proportional", "threshold", "oracle",
+            "immediate")
 BASELINES = ("uniform", "proportional", "threshold")
 REPLAN_DAYS = 7.0
 
@@ -340,7 +341,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         inputs = LoopInputs(log.shard_names, count, rate, oldest, last_run, never, now, 0.0,
                             np.array(run_t), np.array(run_c), arrivals_t[:n_arrivals],
                             arrivals_q[:n_arrivals])
-        if plan is None or now - plan.planned_at_days >= replan_days:
+        if config.fixed_threshold is None and (plan is None
+                                               or now - plan.planned_at_days >= replan_days):
             plan = plan_threshold(config, inputs)
         decision = decide(config, inputs, plan)
         wake = decision.next_check_days if decision.next_check_days > now else math.inf
@@ -457,7 +459,8 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
              budget: float | None = None, config: LoopConfig | None = None,
              poll_times: np.ndarray | None = None) -> SimResult:
     """One policy over the whole log. `parameter`: uniform/proportional → interval days,
-    threshold → pending docs, adaptive/oracle → GPU seconds per day; immediate ignores it."""
+    threshold → pending docs, adaptive/oracle → GPU seconds per day, adaptive-fixed → the
+    loop's threshold K; immediate ignores it."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
     if policy == "oracle":
@@ -466,6 +469,9 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
         times, shards = immediate(log)
     elif policy == "adaptive":
         config = config or LoopConfig(parameter, costs)
+        times, shards = adaptive(log, config, poll_times)
+    elif policy == "adaptive-fixed":  # the same loop with its threshold K set by hand
+        config = config or LoopConfig(math.inf, costs, fixed_threshold=parameter)
         times, shards = adaptive(log, config, poll_times)
     else:
         times, shards = _SCHEDULES[policy](log, parameter)
@@ -480,6 +486,8 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
         return simulate(log, policy, budget, costs, budget)
     if policy == "threshold":
         low, high = 1.0, float(len(log.times)) + 1
+    elif policy == "adaptive-fixed":  # K, in retrieval share × days
+        low, high = 1e-9, 10.0
     else:  # interval days: spend falls as the interval grows
         low, high = 1e-4, 4 * log.horizon / DAY_S
     best: SimResult | None = None

@@ -26,3 +26,8 @@ def as_utc(value: datetime | str | None) -> datetime | None:
 def iso(value: datetime | None) -> str | None:
     """ISO-8601 text for a timestamp, or None."""
     return None if value is None else as_utc(value).isoformat()
+
+
+def file_stamp(value: datetime | None = None) -> str:
+    """A UTC time as one path-safe token, e.g. `20261201T130842564656Z`."""
+    return (value or utc_now()).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")

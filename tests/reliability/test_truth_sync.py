@@ -182,6 +182,9 @@ def test_vanished_shard_is_retired(corpus, make_runtime):
     rt = make_runtime(corpus)
     assert sync(rt).ok
     shutil.rmtree(corpus / "beta")
+    from freshness.integrity.verify import verify
+
+    assert not {c.shard: c.ok for c in verify(rt, deep=True)}["beta"]  # was ok on main
     result = sync(rt)
     assert result.ok and result.retired_shards == ["beta"]
     assert not any(d.startswith("beta/") for d in _doc_ids(rt, "boats bicycles"))
@@ -277,3 +280,51 @@ def test_sensor_tick_goes_on_when_one_shard_manifest_is_damaged(corpus, tmp_path
     result = source_change_sensor(dg.build_sensor_context(
         instance=dg.DagsterInstance.ephemeral(), resources={"freshness": resource}))
     assert "beta" in json.loads(result.cursor)["pending"]
+
+
+def test_doc_vanishing_between_listing_and_reading_is_named_and_converges(corpus,
+                                                                          make_runtime):
+    rt = make_runtime(corpus)
+    assert sync(rt).ok
+    (corpus / "alpha" / "figs.md").write_text("# Figs\n\nFigs grow in warm places.")
+    real_read = rt.source.read
+
+    def read_after_delete(shard, doc_ids):
+        (corpus / "alpha" / "figs.md").unlink(missing_ok=True)  # gone after the listing
+        return real_read(shard, doc_ids)
+
+    rt.source.read = read_after_delete
+    result = sync(rt)
+    assert result.ok
+    named = {s["doc_id"]: s["reason"] for s in result.summary()["skipped"]}
+    assert "vanished" in named["alpha/figs.md"]
+    rt.source.read = real_read
+    assert sync(rt).totals["docs_added"] == 0
+    assert_converged(rt)
+
+
+@pytest.mark.parametrize("point", ["retire_archive", "state_write"])
+def test_crash_while_retiring_a_shard_converges(corpus, make_runtime, point):
+    """Killed after the points were dropped, or in the middle of copying the state away."""
+    from freshness.util import faults
+
+    rt = make_runtime(corpus)
+    assert sync(rt).ok
+    shutil.rmtree(corpus / "beta")
+    hits = []
+
+    def crash(name: str) -> None:
+        hits.append(name)
+        if name == point and "retire_archive" in hits:  # i.e. during the retirement
+            raise Crash(name)
+
+    faults.set_hook(crash)
+    try:
+        with pytest.raises(Crash):
+            sync(rt)
+    finally:
+        faults.set_hook(None)
+    result = sync(rt)  # points already dropped or not: retired again, state archived
+    assert result.ok and result.retired_shards == ["beta"]
+    assert sync(rt).retired_shards == []
+    assert_converged(rt)
