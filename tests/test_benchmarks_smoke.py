@@ -136,3 +136,24 @@ def test_source_bench_no_op_listings_read_nothing(tmp_path):
     (tmp_path / "folder").mkdir()
     figures, _ = source_bench.bench_folder(tmp_path / "folder", 200, 1)
     assert figures[0].met
+
+
+def test_scale_bench_corpus_churn_exponent_and_tiny_model(tmp_path):
+    from benchmarks.scale_bench import churn, fit_exponent, write_folder, write_table
+    from benchmarks.tiny_model import TINY_DIM, build_tiny_model
+    from freshness.embed.embedding import Embedder
+    from freshness.embed.models import resolve_model
+
+    write_folder(tmp_path / "corpus", 30)
+    files = sorted((tmp_path / "corpus").rglob("*.md"))
+    before = {f: f.read_text() for f in files}
+    assert len(files) == 30 and churn(tmp_path / "corpus", 30, 0.1, seed=1) == 3
+    assert sum(before[f] != f.read_text() for f in files) == 3
+    write_table(tmp_path / "docs.parquet", 20)
+    assert churn(tmp_path / "docs.parquet", 20, 0.1, seed=2) == 2
+    assert fit_exponent([10, 100], [1.0, 10.0]) == pytest.approx(1.0)
+    assert fit_exponent([10, 100], [2.0, 2.0]) == pytest.approx(0.0, abs=1e-9)
+    model = build_tiny_model(tmp_path / "tiny")
+    vectors = Embedder(resolve_model(str(model)), device="cpu").encode(["a b", "c d"])
+    assert vectors.shape == (2, TINY_DIM)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
