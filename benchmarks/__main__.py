@@ -17,23 +17,16 @@ import os
 import shlex
 import sys
 import tempfile
-import time
-import traceback
-from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks.common import DEFAULT_DATA, Context, machine_info  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, Context  # noqa: E402
+from benchmarks.suite import MODULES, run_suite  # noqa: E402
 
 SUITE = ("incremental", "langchain", "overhead", "onnx", "diff", "sensor", "recency", "sources")
-MODULES = {"incremental": "incremental_bench", "langchain": "langchain_bench",
-           "overhead": "overhead_bench", "onnx": "onnx_bench", "diff": "diff_bench",
-           "sensor": "sensor_bench", "recency": "recency_bench", "gpu": "gpu_bench",
-           "sources": "source_bench"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -52,38 +45,6 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"tldr-replay folder (default {DEFAULT_DATA})")
         p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     return parser
-
-
-def run_suite(names: list[str], ctx: Context, command: str, gpu_device: str = "cuda") -> dict:
-    """Run benchmarks by name; a failing one is recorded with its error, the rest go on."""
-    import importlib
-
-    started = time.perf_counter()
-    results = {"command": command, "quick": ctx.quick, "data": str(ctx.data),
-               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine_info(), "benchmarks": {}}
-    for name in names:
-        print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        try:
-            module = importlib.import_module(f"benchmarks.{MODULES[name]}")
-            if name == "recency":
-                out = module.suite(ctx)
-            elif name == "gpu":
-                out = module.run(replace(ctx, device=gpu_device))
-            else:
-                out = module.run(ctx)
-            entry = {"figures": [f.as_dict() for f in out["figures"]],
-                     "details": out.get("details", {})}
-        except Exception as exc:  # noqa: BLE001 - report and go on with the others
-            traceback.print_exc()
-            entry = {"figures": [], "error": f"{type(exc).__name__}: {exc}"}
-        entry["seconds"] = round(time.perf_counter() - t0, 1)
-        results["benchmarks"][name] = entry
-        print(f"[benchmarks] {name} done in {entry['seconds']} s", file=sys.stderr, flush=True)
-    results["wall_seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    return results
 
 
 STANDALONE = {"scale": "benchmarks.scale_bench", "fixedcost": "benchmarks.fixed_cost_bench"}

@@ -106,8 +106,8 @@ def run(ctx: Context, batch_sizes: tuple[int, ...] | None = None) -> dict:
 
 def main(device: str, quick: bool, data: Path, out: Path) -> int:
     """`python -m benchmarks gpu`: run, print the table, write gpu-latest.{md,json}."""
-    from benchmarks.__main__ import run_suite
     from benchmarks.report import write
+    from benchmarks.suite import run_suite
 
     problem = cuda_problem(device)
     if problem:
