@@ -114,7 +114,7 @@ def test_the_demo_ui_shows_per_shard_truth_rates_and_recency(tmp_path):
             page.set_default_timeout(30_000)
             page.goto(f"{base}/asset-groups/freshness")
             page.get_by_text("shard_embeddings").first.wait_for()
-            sync_api.expect(page.get_by_text("Loading...")).to_have_count(0)
+            sync_api.expect(page.get_by_text("Loading...")).to_have_count(0, timeout=90_000)
             page.screenshot(path=SHOTS / "ui_lineage.png")
 
             page.goto(f"{base}/assets/shard_embeddings?view=partitions&partition=handbook")
