@@ -13,6 +13,7 @@ from freshness.embed.embedding import Embedder  # noqa: E402
 from freshness.embed.models import resolve_model  # noqa: E402
 from freshness.runtime import Runtime  # noqa: E402
 from tests.corpus_data import write_tiny_corpus  # noqa: E402
+from tests.services import pg_dsn, pg_server, s3, s3_endpoint  # noqa: F401 (fixtures)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tldr-replay"
 

@@ -14,8 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -90,3 +94,51 @@ def postgres_url() -> Iterator[str | None]:
         stop = REPO_ROOT / "deploy/ci/stop_postgres.sh"
         subprocess.run([str(stop), env["FRESHNESS_TEST_PG_DIR"]], env={**os.environ, **env},
                        capture_output=True, timeout=120)
+
+
+# -- pytest fixtures over these services (tests/conftest.py makes them available) ----------
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory) -> str:
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch) -> tuple[pafs.S3FileSystem, str]:
+    """A fresh bucket; the standard AWS variables point pyarrow (and the code) at moto."""
+    for key, value in {**S3_KEYS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(key, value)
+    fs = pafs.S3FileSystem(endpoint_override=s3_endpoint, allow_bucket_creation=True,
+                           access_key=S3_KEYS["AWS_ACCESS_KEY_ID"],
+                           secret_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"], region="us-east-1")
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    fs.create_dir(bucket)
+    fs.create_dir(f"{bucket}-state")
+    return fs, bucket
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> str:
+    with postgres_url() as url:
+        if url is None:
+            pytest.skip("no PostgreSQL: set FRESHNESS_TEST_PG_URL or install postgresql "
+                        "(initdb) so the test can start one")
+        yield url
+
+
+@pytest.fixture
+def pg_dsn(pg_server) -> str:
+    """A fresh database on the test server."""
+    import psycopg2
+
+    name = f"src_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(pg_server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    base = pg_server.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()

@@ -5,6 +5,7 @@ same schedule, within Monte Carlo error."""
 import json
 import math
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +41,24 @@ def write_change_log(folder, rng):
     return paths, folder / "snapshot.parquet", folder / "replay.parquet", float(times[-1])
 
 
+def zipf_queries_report(rt, folder: Path, paths: list[str], popularity: dict[str, float],
+                        rng: np.random.Generator, horizon: float):
+    """QUERIES requests at uniform times, each retrieving one doc drawn by popularity, written
+    as a request log and joined by the recency report: (report, the docs drawn)."""
+    weights = np.array([popularity[p] for p in paths])
+    query_days = rng.uniform(0, horizon, QUERIES)
+    docs = rng.choice(paths, QUERIES, p=weights / weights.sum())
+    with open(folder / "logs.jsonl", "w") as out:
+        for i, (day, doc) in enumerate(zip(query_days, docs)):
+            out.write(json.dumps({
+                "request_id": f"q{i}", "ts": (T0 + timedelta(days=float(day))).isoformat(),
+                "retrieved": [{"doc_id": doc, "chunk_index": 0, "rank": 1}]}) + "\n")
+    ingest = read_request_logs(folder / "logs.jsonl")
+    report = recency_report(ingest.retrievals, load_versions(rt.shard_state()),
+                            now=T0 + timedelta(days=DAYS + 1))
+    return report, docs
+
+
 def test_measured_stale_rate_matches_the_simulator(tmp_path, make_runtime):
     rng = np.random.default_rng(11)
     paths, snapshot, replay, horizon = write_change_log(tmp_path, rng)
@@ -56,17 +75,7 @@ def test_measured_stale_rate_matches_the_simulator(tmp_path, make_runtime):
         else:
             detect(rt)
 
-    weights = np.array([popularity[p] for p in paths])
-    query_days = rng.uniform(0, horizon, QUERIES)
-    docs = rng.choice(paths, QUERIES, p=weights / weights.sum())
-    with open(tmp_path / "logs.jsonl", "w") as out:
-        for i, (day, doc) in enumerate(zip(query_days, docs)):
-            out.write(json.dumps({
-                "request_id": f"q{i}", "ts": (T0 + timedelta(days=float(day))).isoformat(),
-                "retrieved": [{"doc_id": doc, "chunk_index": 0, "rank": 1}]}) + "\n")
-    ingest = read_request_logs(tmp_path / "logs.jsonl")
-    report = recency_report(ingest.retrievals, load_versions(rt.shard_state()),
-                            now=T0 + timedelta(days=DAYS + 1))
+    report, docs = zipf_queries_report(rt, tmp_path, paths, popularity, rng, horizon)
     overall = report.scope("all")[0]
     assert report.counts["served"] == QUERIES
     measured = overall["stale_rate"]

@@ -3,7 +3,6 @@ sensor (injectable clock, `policy_tick`) makes the same run decisions as the sim
 the same log at the same poll times, and the stale-retrieval rate measured from request logs
 matches the simulator's within Monte Carlo error."""
 
-import json
 import math
 from datetime import timedelta
 
@@ -15,11 +14,14 @@ from freshness.pipeline.sync import sync
 from freshness.policy.control import LoopConfig
 from freshness.policy.planner import CostModel
 from freshness.policy.simulator import ChangeLog, adaptive, evaluate
-from freshness.recency.logs import read_request_logs
-from freshness.recency.report import load_versions, recency_report
 from freshness.sources import ReplaySource
 from sensors.source_change_sensor import policy_tick
-from tests.test_recency_vs_simulator import DAYS, QUERIES, T0, write_change_log
+from tests.test_recency_vs_simulator import (
+    QUERIES,
+    T0,
+    write_change_log,
+    zipf_queries_report,
+)
 
 TICK_DAYS = 1.5
 BUDGET = 1e6  # ample: the credit never binds, so measured run costs cannot tell the two apart
@@ -65,17 +67,7 @@ def test_sensor_decisions_and_stale_rate_match_the_simulator(tmp_path, make_runt
     simulated = [(float(t), [log.shard_names[i] for i in s]) for t, s in zip(times, shards)]
     assert decided == simulated and len(decided) >= 5
 
-    weights = np.array([popularity[p] for p in paths])
-    query_days = rng.uniform(0, horizon, QUERIES)
-    docs = rng.choice(paths, QUERIES, p=weights / weights.sum())
-    with open(tmp_path / "logs.jsonl", "w") as out:
-        for i, (day, doc) in enumerate(zip(query_days, docs)):
-            out.write(json.dumps({
-                "request_id": f"q{i}", "ts": (T0 + timedelta(days=float(day))).isoformat(),
-                "retrieved": [{"doc_id": doc, "chunk_index": 0, "rank": 1}]}) + "\n")
-    ingest = read_request_logs(tmp_path / "logs.jsonl")
-    report = recency_report(ingest.retrievals, load_versions(rt.shard_state()),
-                            now=T0 + timedelta(days=DAYS + 1))
+    report, _ = zipf_queries_report(rt, tmp_path, paths, popularity, rng, horizon)
     measured = report.scope("all")[0]["stale_rate"]
     predicted = evaluate(log, times, shards, CostModel()).stale_share
     error = math.sqrt(predicted * (1 - predicted) / QUERIES)

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +34,14 @@ from freshness.errors import FreshnessError, IndexBusyError, IndexDamagedError, 
 from freshness.index.base import (
     UPSERT_BATCH,
     Hit,
-    PointRecord,
     SearchResult,
-    batched,
     merge_hits,
 )
+from freshness.index.edge_session import EdgeShardSession, shard_filter
 from freshness.util.disk import names_no_space, no_space_message
 from freshness.util.faults import fault_point
 from freshness.util.shard_names import is_valid_shard_name, shard_from_segment, shard_segment
 
-SCROLL_PAGE = 10_000
 DEFAULT_FOLDERS = 0  # one folder per shard
 _FOLDER_NAME = re.compile(r"f\d{3}")
 log = logging.getLogger("freshness.index.edge")
@@ -52,93 +50,6 @@ log = logging.getLogger("freshness.index.edge")
 def _busy(exc: Exception) -> bool:
     text = str(exc)
     return "WouldBlock" in text or "lock" in text.lower() or "already" in text.lower()
-
-
-def _shard_filter(shards: Sequence[str] | None):
-    """A payload filter on the `shard` field (None: no filter)."""
-    if not shards:
-        return None
-    from qdrant_edge import FieldCondition, Filter, MatchAny, MatchValue
-
-    match = MatchValue(shards[0]) if len(shards) == 1 else MatchAny(list(shards))
-    return Filter(must=[FieldCondition(key="shard", match=match)])
-
-
-class EdgeShardSession:
-    """Operations on one corpus shard in an open edge folder (`corpus_shard` filters reads and
-    stamps writes when the folder holds several corpus shards)."""
-
-    def __init__(self, shard, upsert_batch: int = UPSERT_BATCH,
-                 corpus_shard: str | None = None) -> None:
-        self._shard = shard
-        self.upsert_batch = upsert_batch
-        self._corpus_shard = corpus_shard
-        self._filter = _shard_filter([corpus_shard] if corpus_shard else None)
-
-    def _owned(self, payload: dict) -> dict:
-        """A point written through a shard's session belongs to that shard (its filter)."""
-        if self._corpus_shard is None or payload.get("shard") == self._corpus_shard:
-            return payload
-        return {**payload, "shard": self._corpus_shard}
-
-    def upsert(self, points: Sequence[PointRecord]) -> None:
-        from qdrant_edge import Point, UpdateOperation
-
-        for batch in batched(points, self.upsert_batch):
-            self._shard.update(UpdateOperation.upsert_points(
-                [Point(id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(),
-                       payload=self._owned(p.payload)) for p in batch]
-            ))
-            fault_point("partial_upsert")
-
-    def set_payload(self, updates: dict[str, dict]) -> None:
-        from qdrant_edge import UpdateOperation
-
-        for point_id, payload in updates.items():
-            self._shard.update(UpdateOperation.set_payload([point_id], payload))
-            fault_point("index_write")
-
-    def delete(self, ids: Iterable[str]) -> None:
-        from qdrant_edge import UpdateOperation
-
-        for batch in batched(list(ids), self.upsert_batch):
-            self._shard.update(UpdateOperation.delete_points(list(batch)))
-            fault_point("index_write")
-
-    def point_ids(self) -> set[str]:
-        from qdrant_edge import ScrollRequest
-
-        ids: set[str] = set()
-        offset = None
-        while True:
-            records, offset = self._shard.scroll(
-                ScrollRequest(offset=offset, limit=SCROLL_PAGE, filter=self._filter,
-                              with_payload=False, with_vector=False)
-            )
-            ids.update(str(r.id) for r in records)
-            if offset is None:
-                return ids
-
-    def retrieve(self, ids: Sequence[str]) -> dict[str, dict]:
-        found: dict[str, dict] = {}
-        for batch in batched(list(ids), self.upsert_batch):
-            for record in self._shard.retrieve(list(batch), True, False):
-                found[str(record.id)] = dict(record.payload or {})
-        return found
-
-    def count(self) -> int:
-        from qdrant_edge import CountRequest
-
-        return int(self._shard.count(CountRequest(exact=True, filter=self._filter)))
-
-    def query(self, vector: np.ndarray, limit: int, shard_filter=None) -> list[Hit]:
-        from qdrant_edge import Query, QueryRequest
-
-        points = self._shard.query(QueryRequest(
-            limit=limit, query=Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            with_payload=True, filter=shard_filter if shard_filter is not None else self._filter,
-        ))
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
 
 class EdgeIndex:
@@ -321,7 +232,7 @@ class EdgeIndex:
         if handle is None:
             return
         try:
-            handle.update(UpdateOperation.delete_points_by_filter(_shard_filter([shard])))
+            handle.update(UpdateOperation.delete_points_by_filter(shard_filter([shard])))
             handle.flush()
         finally:
             handle.close()
@@ -365,13 +276,13 @@ class EdgeIndex:
             by_folder: dict[Path, list[str]] = {}
             for shard in shards:
                 by_folder.setdefault(self._shard_dir(collection, shard), []).append(shard)
-            groups = {f: (names, _shard_filter(names)) for f, names in by_folder.items()}
+            groups = {f: (names, shard_filter(names)) for f, names in by_folder.items()}
         else:
             for name in self.folder_names(collection):
                 groups[self._collection_dir(collection) / name] = ([name], None)
         hits: list[Hit] = []
         problems: dict[str, str] = {}
-        for folder, (names, shard_filter) in groups.items():
+        for folder, (names, only) in groups.items():
             label = ", ".join(names)
             try:  # one folder busy, damaged or missing never hides the others' results
                 handle = self._open(folder, 0, False, min(self.lock_timeout_s, 10.0))
@@ -381,7 +292,7 @@ class EdgeIndex:
                                      for n in names})
                     continue
                 try:
-                    hits.extend(EdgeShardSession(handle).query(vector, limit, shard_filter))
+                    hits.extend(EdgeShardSession(handle).query(vector, limit, only))
                 finally:
                     handle.close()
             except FreshnessError as exc:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 import pyarrow as pa
+
+from freshness.util.shard_names import shard_name_problem
 
 LISTING_SCHEMA = pa.schema(
     [
@@ -54,6 +56,20 @@ class Discovery:
 
     shards: list[str]
     skips: list[Skip] = field(default_factory=list)
+
+    @classmethod
+    def of_names(cls, names: Iterable[str], skip_id: Callable[[str], str] = lambda _: "*"
+                 ) -> Discovery:
+        """The valid shard names, in order; each refused name becomes a skip (its id from
+        `skip_id`) with the reason and the fix."""
+        shards, skips = [], []
+        for name in names:
+            problem = shard_name_problem(name)
+            if problem:
+                skips.append(Skip(doc_id=skip_id(name), shard=None, reason=problem))
+            else:
+                shards.append(name)
+        return cls(shards, skips)
 
 
 @dataclass

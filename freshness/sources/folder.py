@@ -14,14 +14,12 @@ nor fails on file names that are not UTF-8; local files are opened without follo
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import stat
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,73 +36,32 @@ from freshness.sources.base import (
     Skip,
     Source,
 )
+from freshness.sources.files import (
+    DEFAULT_MAX_DOC_BYTES,
+    DEFAULT_PATTERNS,
+    EXCLUDE_HINT,
+    RACY_WINDOW_S,
+    ROOT_SHARD,
+    FileEntry,
+    decode_text,
+    glob_match,
+    hidden,
+    open_root,
+    oversize,
+    redact_uri,
+    split_globs,
+)
 from freshness.util.hashing import doc_hash
 from freshness.util.shard_names import shard_name_problem
-from freshness.util.text import is_blank, printable_name, strip_bom, valid_utf8_name
+from freshness.util.text import printable_name, valid_utf8_name
 from freshness.util.timeutil import utc_now
 
-DEFAULT_PATTERNS = ("*.md", "*.markdown", "*.txt", "*.rst")
-ROOT_SHARD = "default"
-DEFAULT_MAX_DOC_BYTES = 2_000_000
 CACHE_SCHEMA = pa.schema([("doc_id", pa.string()), ("token", pa.string()),
                           ("doc_hash", pa.string()), ("reason", pa.string())])
-EXCLUDE_HINT = "exclude it with FRESHNESS_SOURCE_EXCLUDE (--exclude), e.g. '*.bin'"
 LINKED_FOLDER = ("symlinked folder: not followed (it may lead outside the source root); "
                  "move or copy the files into the source folder")
 BAD_NAME = "file name is not valid UTF-8: rename it (e.g. convmv -f latin1 -t utf8)"
-# A file hashed within this many seconds of its mtime may be rewritten with the same size in
-# the same mtime tick (1 s on object stores and some filesystems): its hash is not trusted by
-# the next listing (git's "racy clean" rule). Covers modest clock skew to an object store.
-RACY_WINDOW_S = 5.0
 SCAN_REUSE_S = 300.0  # a sync's listings reuse its discover() scan for this long
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One file as a listing sees it: no content, just what says whether it changed."""
-
-    doc_id: str  # path relative to the root, '/'-separated
-    size: int
-    mtime_ns: int
-    token: str  # size-mtime (-inode locally): moves whenever the content may have
-
-
-def split_globs(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Comma-separated globs (a setting) or a sequence of them, as a tuple."""
-    if text is None:
-        return ()
-    items = text.split(",") if isinstance(text, str) else list(text)
-    return tuple(g.strip() for g in items if g.strip())
-
-
-def glob_match(doc_id: str, pattern: str) -> bool:
-    """A glob without '/' matches the file name; with '/' the whole path ('*' crosses '/')."""
-    target = doc_id if "/" in pattern else doc_id.rsplit("/", 1)[-1]
-    return fnmatch.fnmatchcase(target, pattern)
-
-
-def redact_uri(uri: str) -> str:
-    """A URI without credentials (`s3://key:secret@bucket/x` -> `s3://***@bucket/x`): for
-    names, logs and errors."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return uri
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
-
-
-def open_root(root: str | Path) -> tuple[pafs.FileSystem, str, bool]:
-    """(filesystem, base path, is_local) for a local path or a filesystem URI."""
-    text = str(root)
-    if "://" in text:
-        try:
-            fs, base = pafs.FileSystem.from_uri(text)
-        except (pa.ArrowInvalid, OSError):
-            raise SourceError(  # `from None`: pyarrow's message may repeat the URI's secrets
-                f"cannot open source {redact_uri(text)!r}: check the URI; credentials and "
-                "endpoints come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)"
-            ) from None
-        return fs, base.rstrip("/"), isinstance(fs, pafs.LocalFileSystem)
-    return pafs.LocalFileSystem(), str(Path(text).absolute()), True
 
 
 class FolderSource(Source):
@@ -191,7 +148,7 @@ class FolderSource(Source):
         entries = []
         for info in infos:
             doc_id = info.path[len(self.base) + 1:]
-            if info.type != pafs.FileType.File or _hidden(doc_id) or not self._wanted(doc_id):
+            if info.type != pafs.FileType.File or hidden(doc_id) or not self._wanted(doc_id):
                 continue
             entries.append(FileEntry(doc_id, int(info.size or 0), int(info.mtime_ns or 0),
                                      f"{info.size}-{info.mtime_ns}"))
@@ -297,18 +254,11 @@ class FolderSource(Source):
         self._require_root()
         entries, refused = self._scan()
         self._scanned = (time.monotonic(), entries, refused)
-        shards: list[str] = []
-        skips: list[Skip] = []
-        for shard in sorted({self.shard_of(e.doc_id) for e in entries}):
-            problem = shard_name_problem(shard)
-            if problem:
-                skips.append(Skip(doc_id=f"{printable_name(shard)}/", shard=None,
-                                  reason=problem))
-            else:
-                shards.append(shard)
+        found = Discovery.of_names(sorted({self.shard_of(e.doc_id) for e in entries}),
+                                   lambda name: f"{printable_name(name)}/")
         # refusals outside any listed shard (a linked shard folder) are reported here
-        skips += [s for s in refused if self.shard_of(s.doc_id) not in shards]
-        return Discovery(shards=shards, skips=skips)
+        found.skips += [s for s in refused if self.shard_of(s.doc_id) not in found.shards]
+        return found
 
     def refresh(self) -> None:
         """Forget the last discover() scan: the next listings stat the files again (hashes
@@ -416,11 +366,9 @@ class FolderSource(Source):
 
     def _load(self, entry: FileEntry) -> tuple[str | None, str | None]:
         """(text, None) for a usable file, or (None, reason) for a skip."""
-        if entry.size > self.max_doc_bytes:
-            return None, (
-                f"file is {entry.size} bytes, over max_doc_bytes={self.max_doc_bytes}: split it "
-                "or raise FRESHNESS_MAX_DOC_BYTES"
-            )
+        too_big = oversize(entry.size, self.max_doc_bytes)
+        if too_big:
+            return None, too_big
         try:
             raw = self._read_bytes(entry)
         except OSError as exc:
@@ -429,15 +377,7 @@ class FolderSource(Source):
         if len(raw) > self.max_doc_bytes:
             return None, (f"file grew over max_doc_bytes={self.max_doc_bytes} while read: "
                           "split it or raise FRESHNESS_MAX_DOC_BYTES")
-        if b"\x00" in raw:
-            return None, f"binary file (contains NUL bytes): {EXCLUDE_HINT}"
-        try:
-            text = strip_bom(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            return None, f"not UTF-8 text (bad byte at offset {exc.start}): re-encode it as UTF-8"
-        if is_blank(text):
-            return None, "empty document (only whitespace or zero-width characters)"
-        return text, None
+        return decode_text(raw)
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         rows: dict[str, list] = {name: [] for name in DOCS_SCHEMA.names}
@@ -455,8 +395,3 @@ class FolderSource(Source):
                                                                  tz=timezone.utc), now))
             rows["metadata"].append(json.dumps({"path": doc_id}))
         return pa.table(rows, DOCS_SCHEMA)
-
-
-def _hidden(doc_id: str) -> bool:
-    """Inside a hidden folder (`.git/`, `.cache/`): never part of the corpus."""
-    return any(part.startswith(".") for part in doc_id.split("/")[:-1])

@@ -34,12 +34,13 @@ from freshness.sources.base import (
     Skip,
     Source,
 )
-from freshness.sources.folder import (
+from freshness.sources.files import (
     DEFAULT_MAX_DOC_BYTES,
     DEFAULT_PATTERNS,
-    EXCLUDE_HINT,
     ROOT_SHARD,
+    decode_text,
     glob_match,
+    oversize,
     split_globs,
 )
 from freshness.util.hashing import doc_hash
@@ -181,14 +182,8 @@ class GitSource(Source):
     # -- the Source methods ----------------------------------------------------------------
 
     def discover(self) -> Discovery:
-        shards, skips = [], []
-        for shard in sorted(self._shard_trees(self.commit())):
-            problem = shard_name_problem(shard)
-            if problem:
-                skips.append(Skip(doc_id=f"{shard}/", shard=None, reason=problem))
-            else:
-                shards.append(shard)
-        return Discovery(shards, skips)
+        return Discovery.of_names(sorted(self._shard_trees(self.commit())),
+                                  lambda name: f"{name}/")
 
     def change_tokens(self) -> dict[str, str]:
         """Per shard: its folder's tree id in the ref's commit (no blob is read)."""
@@ -293,20 +288,11 @@ class GitSource(Source):
 
     def _load(self, blob_id: str) -> tuple[str | None, str | None]:
         blob = self.repo[blob_id]
-        if blob.size > self.max_doc_bytes:
-            return None, (f"file is {blob.size} bytes, over max_doc_bytes={self.max_doc_bytes}: "
-                          "split it or raise FRESHNESS_MAX_DOC_BYTES")
-        raw = blob.data
+        too_big = oversize(blob.size, self.max_doc_bytes)
+        if too_big:
+            return None, too_big
         self.notes["blobs_read"] += 1
-        if b"\x00" in raw:
-            return None, f"binary file (contains NUL bytes): {EXCLUDE_HINT}"
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return None, f"not UTF-8 text (bad byte at offset {exc.start}): re-encode it as UTF-8"
-        if not text.strip():
-            return None, "empty document: nothing to embed"
-        return text, None
+        return decode_text(blob.data)
 
     def read(self, shard: str, doc_ids: Sequence[str]) -> pa.Table:
         commit = self.commit()

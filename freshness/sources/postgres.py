@@ -39,7 +39,7 @@ from freshness.sources.base import (
     Skip,
     Source,
 )
-from freshness.sources.folder import DEFAULT_MAX_DOC_BYTES, RACY_WINDOW_S
+from freshness.sources.files import DEFAULT_MAX_DOC_BYTES, RACY_WINDOW_S
 from freshness.util.shard_names import shard_name_problem
 from freshness.util.timeutil import utc_now
 
@@ -181,14 +181,7 @@ class PostgresSource(Source):
 
     def discover(self) -> Discovery:
         rows = self._query(self._sql("SELECT shard FROM {table} GROUP BY shard ORDER BY shard"))
-        shards, skips = [], []
-        for (shard,) in rows:
-            problem = shard_name_problem(shard)
-            if problem:
-                skips.append(Skip(doc_id="*", shard=None, reason=problem))
-            else:
-                shards.append(shard)
-        return Discovery(shards, skips)
+        return Discovery.of_names(shard for (shard,) in rows)
 
     def change_tokens(self) -> dict[str, str]:
         """Per shard: count, newest updated_at and a sum of per-row hashes of id and update

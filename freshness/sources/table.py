@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 
 from freshness.errors import ConfigError, SourceError
 from freshness.sources.base import DOCS_SCHEMA, LISTING_SCHEMA, Discovery, Listing, Skip, Source
-from freshness.sources.folder import (
+from freshness.sources.files import (
     DEFAULT_MAX_DOC_BYTES,
     RACY_WINDOW_S,
     open_root,
@@ -203,14 +203,7 @@ class TableSource(Source):
 
     def discover(self) -> Discovery:
         rows = self._query("SELECT DISTINCT shard FROM source_docs ORDER BY shard").column(0)
-        shards, skips = [], []
-        for shard in rows.to_pylist():
-            problem = shard_name_problem(shard)
-            if problem:
-                skips.append(Skip(doc_id="*", shard=None, reason=problem))
-            else:
-                shards.append(shard)
-        return Discovery(shards, skips)
+        return Discovery.of_names(rows.to_pylist())
 
     def now(self) -> datetime:
         """The source's clock (the wall clock; a replay uses the replayed time)."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from freshness.config import Settings
 from freshness.integrity.verify import verify
@@ -119,3 +122,21 @@ def assert_converged(rt: Runtime) -> dict[str, int]:
     if hasattr(rt.index, "shard_names"):  # embedded: no index folder for a shard we lack
         assert set(rt.index.shard_names(rt.collection)) <= set(source_shards)
     return chunks_per_shard
+
+
+class Blocked(BaseException):
+    """Raised by the alarm: not an OSError, so no `except OSError` in the code hides it."""
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """Imported by a test module: a test that blocks (a FIFO opened for reading blocks
+    forever) fails after 20 s instead of hanging."""
+    def fail(*_):
+        raise Blocked("blocked: a non-regular file was opened")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

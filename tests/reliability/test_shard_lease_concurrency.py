@@ -26,7 +26,7 @@ from reliability_helpers import (
 )
 
 from freshness.errors import StateError
-from freshness.index.edge import EdgeShardSession
+from freshness.index.edge_session import EdgeShardSession
 from freshness.pipeline.sync import sync
 from freshness.state import layout
 from freshness.state.lease import LeaseHeldError, ShardLease

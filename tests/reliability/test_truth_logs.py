@@ -9,10 +9,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import signal
 from pathlib import Path
 
 import pytest
+from reliability_helpers import no_hang  # noqa: F401 (autouse: a FIFO fails, never hangs)
 
 from freshness.recency.logs import read_request_logs
 
@@ -26,23 +26,6 @@ def _with(**change) -> dict:
     for key, value in change.items():
         (record if key in ("ts", "request_id") else item)[key] = value
     return record
-
-
-class Blocked(BaseException):
-    """Raised by the alarm: not an OSError, so no `except OSError` in the code hides it."""
-
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """A test that blocks (a FIFO opened for reading) fails after 20 s instead of hanging."""
-    def fail(*_):
-        raise Blocked("blocked: a non-regular file was opened")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 HOSTILE = {

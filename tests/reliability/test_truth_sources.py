@@ -7,34 +7,17 @@ Each test builds the hostile case for real (symlinks, a FIFO, a non-UTF-8 name) 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 from pathlib import Path
 
 import pytest
+from reliability_helpers import no_hang  # noqa: F401 (autouse: a FIFO fails, never hangs)
 
 from freshness.sources import FolderSource
-from freshness.sources.folder import ROOT_SHARD
+from freshness.sources.files import ROOT_SHARD
 from tests.corpus_data import write_tiny_corpus
 
 SECRET = "TOP SECRET: the launch code is 0000."
-
-
-class Blocked(BaseException):
-    """Raised by the alarm: not an OSError, so no `except OSError` in the code hides it."""
-
-
-@pytest.fixture(autouse=True)
-def no_hang():
-    """A FIFO opened for reading blocks forever: fail after 20 s instead (main did hang)."""
-    def fail(*_):
-        raise Blocked("blocked: a non-regular file was opened")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
