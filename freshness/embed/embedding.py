@@ -66,6 +66,7 @@ class Embedder(EmbeddingBackend):
         self.requested_device = device
         self.batch_size = batch_size
         self.block_size = max(block_size, batch_size)
+        self._prefetching: threading.Thread | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -82,7 +83,7 @@ class Embedder(EmbeddingBackend):
         """Import sentence-transformers and load the weights on a daemon thread (load_model's
         lock makes a later `warm()` wait for it; a failure there is raised again by `warm()`)."""
         key = (self.spec.location, self.spec.revision, self.requested_device)
-        if key in _MODELS or getattr(self, "_prefetching", None):
+        if key in _MODELS or self._prefetching is not None:
             return
 
         def load() -> None:
