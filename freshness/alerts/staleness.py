@@ -91,7 +91,9 @@ def evaluate(status: pa.Table, config: SlaConfig, now: datetime,
         waited = f"oldest pending change waited {age / 3600:.2f} h" + (
             "" if share is None else f" at traffic weight {weight:.2f} ({share:.1%} of reads)")
         level, reason = Level.OK, "no change waiting longer than its SLA allows"
-        if exposure >= sla:
+        if row.get("state_error"):  # freshness unknown: as bad as past the SLA
+            level, reason = Level.ERROR, f"state unreadable: {row['state_error']}"
+        elif exposure >= sla:
             level, reason = Level.ERROR, f"{waited}: past the {sla / 3600:.2f} h SLA"
         elif exposure >= config.warn_fraction * sla:
             level, reason = Level.WARN, f"{waited}: over {config.warn_fraction:.0%} of the " \

@@ -104,7 +104,7 @@ def cmd_status(args: argparse.Namespace, rt: Runtime) -> int:
     if args.json:
         print(json.dumps({"collection": rt.collection, "serving": rt.serving_collection(),
                           "shards": rows}, indent=2, default=str))
-        return 0
+        return 1 if any(r["state_error"] for r in rows) else 0
     print(f"collection {rt.collection} (serving: {rt.serving_collection()})")
     print(f"{'shard':<20}{'docs':>7}{'chunks':>8}{'pending':>9}  {'last source change':<26}"
           f"{'last embedded':<26}oldest pending")
@@ -113,10 +113,13 @@ def cmd_status(args: argparse.Namespace, rt: Runtime) -> int:
         return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t else "-"
 
     for r in rows:
+        if r["state_error"]:
+            print(f"{r['shard']:<20}state unreadable: {r['state_error']}")
+            continue
         print(f"{r['shard']:<20}{r['docs']:>7}{r['chunks']:>8}{r['pending_docs']:>9}  "
               f"{fmt(r['last_source_change_seen']):<26}{fmt(r['last_embedded_at']):<26}"
               f"{fmt(r['oldest_pending_change'])}")
-    return 0
+    return 1 if any(r["state_error"] for r in rows) else 0
 
 
 def cmd_search(args: argparse.Namespace, rt: Runtime) -> int:

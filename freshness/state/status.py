@@ -7,6 +7,7 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from freshness.errors import StateError
 from freshness.state import layout
 from freshness.state.manifest import ShardStateStore
 from freshness.util.timeutil import as_utc, utc_now
@@ -24,6 +25,7 @@ STATUS_SCHEMA = pa.schema(
         ("oldest_pending_change", TS),
         ("pending_docs", pa.int64()),
         ("scanned_at", TS),
+        ("state_error", pa.string()),  # the shard's state could not be read: why, and the fix
     ]
 )
 
@@ -51,10 +53,20 @@ def _row(state: ShardStateStore, shard: str) -> dict:
     }
 
 
+def _row_or_error(state: ShardStateStore, shard: str) -> dict:
+    """The shard's row; a shard whose state files cannot be read gets a row that says so
+    (`state_error` names the file and the fix) instead of failing every other shard's row."""
+    try:
+        return _row(state, shard)
+    except StateError as exc:
+        return {"shard": shard, "docs": 0, "chunks": 0, "version": 0, "pending_docs": 0,
+                "state_error": str(exc)}
+
+
 def shard_status(state: ShardStateStore, now: datetime | None = None) -> pa.Table:
     """One row per known shard, with `pending_age_seconds` (0 when nothing is pending)."""
     names = state.shard_folders()
-    rows = pa.Table.from_pylist([_row(state, s) for s in names], STATUS_SCHEMA)
+    rows = pa.Table.from_pylist([_row_or_error(state, s) for s in names], STATUS_SCHEMA)
     con = duckdb.connect()
     con.register("shards", rows)
     return con.sql(
