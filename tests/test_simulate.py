@@ -87,3 +87,38 @@ def test_tldr_replay_runs_and_immediate_is_perfect():
                                  str(SHARED_DATA / "replay.parquet"))
     assert len(log.shard_names) == 12 and len(log.times) == 16584
     assert simulate(log, "immediate", 0, CostModel()).retrieval_weighted_freshness == 1.0
+
+
+PACED = ("adaptive", "uniform-paced", "threshold-paced")  # the budget as given, no hindsight
+
+
+@pytest.mark.parametrize("seed", [0, 3, 4])
+def test_paced_policies_never_run_ahead_of_the_budget(seed):
+    """At every run, what the schedule has spent so far is within the budget accrued so far."""
+    log, costs, budget = synthetic_log(seed), CostModel(10, 0.01, 1, 0.5), 2.5
+    for policy in PACED:
+        result = simulate(log, policy, budget, costs, budget)
+        assert result.runs >= 3, policy
+        for k in range(1, result.runs + 1):
+            so_far = evaluate(log, result.run_times[:k], result.run_shards[:k], costs)
+            accrued = budget * result.run_times[k - 1] / 86400
+            assert so_far.gpu_seconds <= accrued + 1e-6, (policy, k)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_paced_policies_are_causal(seed):
+    """Cutting the log's future off does not change any run before the cut."""
+    rng = np.random.default_rng(seed)
+    snapshot = [(f"s{i % 3}/{i}", f"s{i % 3}") for i in range(60)]
+    days = np.sort(rng.uniform(0, 200, 300))
+    changes = [(float(d), *snapshot[int(rng.integers(60))], "modify") for d in days]
+    costs, budget, cut = CostModel(10, 0.01, 1, 0.5), 3.0, 120.0
+    full = ChangeLog.from_tables(*tables(snapshot, changes), seed=seed)
+    early = ChangeLog.from_tables(*tables(snapshot, [c for c in changes if c[0] <= cut]),
+                                  seed=seed)
+    for policy in PACED:
+        a = simulate(full, policy, budget, costs, budget)
+        b = simulate(early, policy, budget, costs, budget)
+        before = a.run_times[a.run_times <= early.horizon]  # the cut log ends at its last change
+        assert len(before) >= 3, policy
+        np.testing.assert_array_equal(before, b.run_times[:len(before)], err_msg=policy)

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from freshness.pipeline.detect import PendingSummary, detect_shard_or_none
-from freshness.policy.control import LoopConfig, LoopDecision, LoopInputs
+from freshness.policy.control import LoopConfig, LoopDecision, LoopInputs, arrival_mass
 from freshness.policy.control import decide as loop_decide
 from freshness.policy.costs import learned_costs
 from freshness.policy.planner import CostModel
@@ -98,7 +98,7 @@ def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | Non
 def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: Traffic | None,
               since: datetime) -> tuple[np.ndarray, np.ndarray]:
     """Stale rate added by each poll that saw changes (rate history: changed docs × the shard's
-    mean share per doc), in time order: what the threshold is planned on."""
+    mean share per doc: `arrival_mass`), in time order: what the threshold is planned on."""
     history = RateHistory(store)
     total_docs = sum(max(s.docs, 1) for s in summaries) or 1
     days, rates = [], []
@@ -109,10 +109,9 @@ def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: T
         rows = rows.filter(pc.and_(pc.greater(rows["polled_at"], since),
                                    pc.greater(rows["changed"], 0)))
         share = traffic.shards.get(s.shard, 0.0) if traffic else max(s.docs, 1) / total_docs
-        per_doc = share / max(s.docs, 1)
-        for at, changed in zip(rows["polled_at"].to_pylist(), rows["changed"].to_pylist()):
-            days.append(_days(at))
-            rates.append(changed * per_doc)
+        days.extend(_days(at) for at in rows["polled_at"].to_pylist())
+        rates.extend(arrival_mass(np.asarray(rows["changed"].to_pylist(), float), share,
+                                  s.docs).tolist())
     order = np.argsort(days, kind="stable")
     return np.asarray(days, float)[order], np.asarray(rates, float)[order]
 

@@ -7,10 +7,17 @@ a(t) = Σ_{pending d} q_d (q_d: the doc's retrieval share), which only grows unt
 For a renewal problem whose cost rate grows between resets, the optimal stopping rule is to reset
 when the cost rate reaches the optimal average cost g* (monotone stopping: once a(t) ≥ g* it stays
 there). So: **run when the pending stale-retrieval rate reaches the threshold θ**; θ is the
-smallest value whose replay over the recent arrivals of stale mass keeps within the budget, and a
+smallest value whose replay over the past arrivals of stale mass keeps within the budget, and a
 credit (budget accrued over a sliding window minus what runs spent in it) keeps actual spend
 within the budget. SLA and first builds are due whatever the budget; `min_interval` holds a shard
 back.
+
+The plan counts each past change at its shard's *mean* retrieval share per doc
+(`arrival_mass`, what the sensor's rate history allows), while the decision uses per-doc shares
+(it knows which docs are pending now). Under heavy-tailed traffic that makes the plan
+conservative: the pending rate is usually below what the means predict, so the loop runs less
+often than planned and banks credit, which a later busy stretch spends (docs/policy.md measures
+what that costs and gains on each corpus).
 """
 
 from __future__ import annotations
@@ -62,8 +69,8 @@ class LoopInputs:
     start_days: float  # when the budget started to accrue
     run_days: np.ndarray = field(default_factory=lambda: np.zeros(0))  # past runs: when
     run_cost_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # and what they cost
-    arrival_days: np.ndarray = field(default_factory=lambda: np.zeros(0))  # docs newly pending
-    arrival_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their q_d
+    arrival_days: np.ndarray = field(default_factory=lambda: np.zeros(0))  # changes seen: when
+    arrival_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their arrival_mass
     last_change_days: float | None = None  # the newest source change seen (else: last arrival)
 
 
@@ -97,6 +104,13 @@ def run_cost(config: LoopConfig, pending_docs: np.ndarray, mask: np.ndarray) -> 
     scanned = index[-1] - index[0] + 1 if config.batch else len(index)  # a partition range
     return costs.overhead_s + costs.listing_s * scanned + \
         costs.per_doc_s * float(pending_docs[mask].sum())
+
+
+def arrival_mass(changed: np.ndarray | float, shard_share: np.ndarray | float,
+                 shard_docs: np.ndarray | float) -> np.ndarray | float:
+    """The stale rate `changed` changes of a shard add, as the plan counts them: the shard's
+    retrieval share spread over its docs (what a change there is worth, on average)."""
+    return changed * np.asarray(shard_share, float) / np.maximum(shard_docs, 1)
 
 
 def credit(config: LoopConfig, inputs: LoopInputs) -> float:

@@ -13,9 +13,15 @@ schedule:
 - `adaptive` is the production loop: `freshness.policy.control.decide` called after every change
   (and when it asks to be woken), with causal inputs only — the budget as given, arrivals seen so
   far, and per-doc traffic in the bounded form recency writes (`freshness.state.traffic`);
+- `adaptive-hindsight`: the production loop with K given (by hindsight: adaptive-fixed's K) and
+  the budget's credit and pacing on — what the loop would do if its plan were perfect;
 - `uniform` (one batched run every T), `proportional` (each shard's clock ∝ its change rate, the
   run batched), `threshold` (a batched run when N docs are pending) — each calibrated with
   hindsight to spend as much of the budget as it can (policy/baselines.py);
+- `uniform-paced` and `threshold-paced`: the same rules as one could deploy them instead of the
+  adaptive loop — the budget as given, no hindsight: the loop with K = 0 (a run of everything
+  pending whenever the credit covers one), and N pending docs with N planned on the changes seen
+  so far and the same credit;
 - `oracle`: clairvoyant (knows every future change and query), the best batched schedule for its
   spend (dynamic programming over change instants with a Lagrange multiplier on the budget;
   policy/oracle.py);
@@ -29,27 +35,43 @@ from collections.abc import Callable
 
 import numpy as np
 
-from freshness.policy.baselines import immediate, proportional, threshold, uniform
-from freshness.policy.control import LoopConfig, LoopInputs, LoopPlan, decide, plan_threshold
+from freshness.policy.baselines import (
+    immediate,
+    proportional,
+    threshold,
+    threshold_paced,
+    uniform,
+)
+from freshness.policy.control import (
+    LoopConfig,
+    LoopInputs,
+    LoopPlan,
+    arrival_mass,
+    decide,
+    plan_threshold,
+)
 from freshness.policy.oracle import oracle
 from freshness.policy.planner import CostModel
 from freshness.policy.replay import ChangeLog, SimResult, evaluate
 from freshness.state.traffic import TOP_K
 from freshness.util.timeutil import DAY_S
 
-__all__ = ["BASELINES", "POLICIES", "ChangeLog", "SimResult", "adaptive", "calibrate",
+__all__ = ["BASELINES", "DEPLOYABLE", "POLICIES", "ChangeLog", "SimResult", "adaptive", "calibrate",
            "compare", "evaluate", "simulate"]
 
-POLICIES = ("adaptive", "adaptive-fixed", "uniform", "proportional", "threshold", "oracle",
-            "immediate")
-BASELINES = ("uniform", "proportional", "threshold")
+POLICIES = ("adaptive", "adaptive-hindsight", "adaptive-fixed", "uniform", "proportional",
+            "threshold", "uniform-paced", "threshold-paced", "oracle", "immediate")
+BASELINES = ("uniform", "proportional", "threshold")  # knobs calibrated with hindsight
+DEPLOYABLE = ("uniform-paced", "threshold-paced")  # as one could deploy them: the budget as given
+GIVEN_BUDGET = ("adaptive", "oracle", "immediate", *DEPLOYABLE)  # no knob to calibrate
 REPLAN_DAYS = 7.0
 
 
 # ---- the production loop ---------------------------------------------------------------------
 
 def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None = None,
-             replan_days: float = REPLAN_DAYS, top_k: int = TOP_K
+             replan_days: float = REPLAN_DAYS, top_k: int = TOP_K,
+             planner: Callable[[LoopConfig, LoopInputs], LoopPlan] = plan_threshold
              ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Replay the log through `control.decide`, as the sensor calls it: after each change (or at
     `poll_times`, seconds) and whenever the decision asks to be woken."""
@@ -62,7 +84,12 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     oldest = np.full(shards, np.nan)
     last_run = np.full(shards, np.nan)
     arrivals_t = np.zeros(len(log.times))
-    arrivals_q = np.zeros(len(log.times))
+    arrivals_s = np.zeros(len(log.times), np.int64)
+    share = np.bincount(log.doc_shard, weights=q, minlength=shards)  # per shard, as recency has it
+    alive = np.zeros(len(q), bool)
+    alive[log.initial_docs] = True
+    docs_now = np.bincount(log.doc_shard[log.initial_docs], minlength=shards).astype(float)
+    deletes = log.deletes.tolist()
     n_arrivals = 0
     run_t, run_c, run_shards = [], [], []
     times, offsets = log.events()
@@ -81,8 +108,11 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         while e < len(change_days) and change_days[e] <= now:  # the source moved: detection
             for c in range(offsets[e], offsets[e + 1]):
                 d = docs[c]
-                arrivals_t[n_arrivals], arrivals_q[n_arrivals] = change_days[e], q[d]
+                arrivals_t[n_arrivals], arrivals_s[n_arrivals] = change_days[e], doc_shard[c]
                 n_arrivals += 1  # every change the poll sees, pending before or not
+                if alive[d] == deletes[c]:  # an add or a delete: the shard's doc count moves
+                    alive[d] = not deletes[c]
+                    docs_now[doc_shard[c]] += -1 if deletes[c] else 1
                 if not pending[d]:
                     s = doc_shard[c]
                     pending[d] = True
@@ -94,12 +124,13 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             e += 1
         if now == poll:
             p += 1
+        seen = arrivals_s[:n_arrivals]  # the plan counts changes at the shards' mean shares now
         inputs = LoopInputs(log.shard_names, count, rate, oldest, last_run, never, now, 0.0,
                             np.array(run_t), np.array(run_c), arrivals_t[:n_arrivals],
-                            arrivals_q[:n_arrivals])
+                            arrival_mass(1.0, share[seen], docs_now[seen]))
         if config.fixed_threshold is None and (plan is None
                                                or now - plan.planned_at_days >= replan_days):
-            plan = plan_threshold(config, inputs)
+            plan = planner(config, inputs)
         decision = decide(config, inputs, plan)
         wake = decision.next_check_days if decision.next_check_days > now else math.inf
         if decision.run_shards:
@@ -126,8 +157,8 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
              budget: float | None = None, config: LoopConfig | None = None,
              poll_times: np.ndarray | None = None) -> SimResult:
     """One policy over the whole log. `parameter`: uniform/proportional → interval days,
-    threshold → pending docs, adaptive/oracle → GPU seconds per day, adaptive-fixed → the
-    loop's threshold K; immediate ignores it."""
+    threshold → pending docs, adaptive/oracle/uniform-paced/threshold-paced → GPU seconds per
+    day, adaptive-fixed/adaptive-hindsight → the loop's threshold K; immediate ignores it."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
     if policy == "oracle":
@@ -140,6 +171,15 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
     elif policy == "adaptive-fixed":  # the same loop with its threshold K set by hand
         config = config or LoopConfig(math.inf, costs, fixed_threshold=parameter)
         times, shards = adaptive(log, config, poll_times)
+    elif policy == "adaptive-hindsight":  # K given (by hindsight), the budget's credit on
+        config = config or LoopConfig(budget if budget is not None else math.inf, costs)
+        times, shards = adaptive(log, config, poll_times, planner=lambda _, inputs: LoopPlan(
+            parameter, math.inf, inputs.now_days))
+    elif policy == "uniform-paced":  # the same loop with K = 0: a run whenever the credit allows
+        times, shards = adaptive(log, LoopConfig(parameter, costs, fixed_threshold=0.0),
+                                 poll_times)
+    elif policy == "threshold-paced":
+        times, shards = threshold_paced(log, parameter, costs)
     else:
         times, shards = _SCHEDULES[policy](log, parameter)
     return evaluate(log, times, shards, costs, policy, parameter, budget)
@@ -149,7 +189,7 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
               iterations: int = 22) -> SimResult:
     """For a baseline, the knob that spends as much of `budget` (GPU s/day) as it can, not more
     (hindsight). Adaptive and oracle take the budget as it is."""
-    if policy in ("adaptive", "oracle", "immediate"):
+    if policy in GIVEN_BUDGET:
         return simulate(log, policy, budget, costs, budget)
     if policy == "threshold":
         low, high = 1.0, float(len(log.times)) + 1
