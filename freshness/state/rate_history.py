@@ -38,6 +38,20 @@ RATE_SCHEMA = pa.schema([
     ("spike", pa.bool_()),
 ])
 MAX_ROWS = 5000
+MERGE_DAYS = 1.0  # consecutive polls that saw no change share one row, up to this long
+
+
+def _extends_quiet_row(rows: pa.Table, row: dict) -> bool:
+    """Whether this quiet poll can extend the previous row instead of adding one. Lossless for
+    the estimators: polls with no change over the same docs multiply to one poll over the summed
+    interval (exp(-rλ·i₁)·exp(-rλ·i₂)), and the CUSUM only decreases over them. Without it a
+    shard with pending changes, re-polled every 30 s, filled MAX_ROWS in under two days and the
+    90-day rate window (and the policy's arrival history) silently shrank to that."""
+    if not rows.num_rows or row["changed"] or row["spike"]:
+        return False
+    last = rows.slice(rows.num_rows - 1).to_pylist()[0]
+    return (not last["changed"] and not last["spike"] and last["docs"] == row["docs"]
+            and last["interval_days"] + row["interval_days"] <= MERGE_DAYS)
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,9 @@ class RateHistory:
         row = {"polled_at": now, "interval_days": interval, "docs": listing.docs.num_rows,
                "changed": changed, "rate_per_doc_day": 0.0,
                "cusum": 0.0 if spike else cusum.statistic, "spike": spike}
+        if _extends_quiet_row(rows, row):  # one row per quiet stretch, not one per poll
+            row["interval_days"] += float(rows["interval_days"][-1].as_py())
+            rows = rows.slice(0, rows.num_rows - 1)
         table = pa.concat_tables([rows, pa.Table.from_pylist([row], RATE_SCHEMA)])
         rate = self.estimate(table, now)
         table = replace_column(table, "rate_per_doc_day", pa.array(
