@@ -124,3 +124,15 @@ def test_runs_recorded_for_a_shard_set_its_last_run(tmp_path):
     decision = decide([summary("s", 1000, 3, 0.0)], today, 1e6, store,
                       min_interval_days=1.0)
     assert decision.verdicts[0].reason == "min_interval not reached"
+
+
+def test_the_credit_charges_runs_in_the_budget_unit(tmp_path):
+    """With FRESHNESS_COST_UNIT=tokens the budget is tokens a day and a run is charged its
+    tokens, not its wall seconds (which would leave a token budget almost never spent)."""
+    store = StateStore(tmp_path)
+    record_run(store, ["s"], 50, 4.0, 1.0, 6.0, "cpu", tokens=90_000, cost_unit="tokens")
+    now = datetime.now(timezone.utc) + timedelta(days=1)
+    shards = [summary("s", 100, 5, 0.5)]
+    loop = decide(shards, now, 100_000, store, CostModel(0.0, 100.0), learn=False,
+                  start=now - timedelta(days=2)).loop
+    assert loop.credit_s == pytest.approx(2 * 100_000 - 90_000, rel=1e-3)

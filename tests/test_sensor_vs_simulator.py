@@ -9,12 +9,16 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from freshness.pipeline.sync import sync
-from freshness.policy.control import LoopConfig
+from freshness.policy import cadence
+from freshness.policy.control import LoopConfig, plan_threshold
 from freshness.policy.planner import CostModel
 from freshness.policy.simulator import ChangeLog, adaptive, evaluate
 from freshness.sources import ReplaySource
+from freshness.state.traffic import Traffic, write_traffic
+from freshness.util.timeutil import DAY_S
 from sensors.source_change_sensor import policy_tick
 from tests.test_recency_vs_simulator import (
     QUERIES,
@@ -74,3 +78,27 @@ def test_sensor_decisions_and_stale_rate_match_the_simulator(tmp_path, make_runt
     assert 0.03 < predicted < 0.6
     assert abs(measured - predicted) <= 3 * error, (measured, predicted, error)
     assert pq.read_table(replay).num_rows == 36
+
+    # The plan: for tight budgets (K > 0), the threshold the sensor's loop plans from its state
+    # (rate history written by the polls above, traffic file) equals the one the simulator
+    # plans from the same polls — the same arrivals, masses, costs and clock.
+    q = log.known_traffic()
+    names = log.doc_ids
+    write_traffic(rt.store, Traffic(
+        {s: float(q[log.doc_shard == i].sum()) for i, s in enumerate(log.shard_names)},
+        {s: {names[d]: float(q[d]) for d in np.flatnonzero(log.doc_shard == i)}
+         for i, s in enumerate(log.shard_names)}))
+    summaries, _ = cadence.observe(rt, rt.source.change_tokens(), {}, [])
+    seen = []
+    adaptive(log, LoopConfig(BUDGET, CostModel()), poll_times=poll_s, replan_days=0.0,
+             planner=lambda config, inputs: seen.append(inputs) or plan_threshold(config, inputs))
+    last = [i for i in seen if math.isclose(i.now_days, poll_s[-1] / DAY_S)][-1]
+    for budget in (2.0, 5.0, 10.0):  # GPU s/day: 2 to 10 runs over the replay, K > 0
+        config = LoopConfig(budget, CostModel())
+        inputs = cadence.decide(summaries, ticks[-1], budget, rt.store, CostModel(),
+                                learn=False, start=T0, state=rt.shard_state()).inputs
+        sensor = plan_threshold(config, inputs)  # the plan, before the credit paces it
+        simulated_plan = plan_threshold(config, last)
+        assert 0 < sensor.threshold < math.inf, (budget, sensor)
+        assert sensor.threshold == pytest.approx(simulated_plan.threshold, rel=1e-9), budget
+        assert sensor.runs_budgeted == pytest.approx(simulated_plan.runs_budgeted), budget

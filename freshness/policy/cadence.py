@@ -22,7 +22,7 @@ from freshness.policy.planner import CostModel
 from freshness.runtime import Runtime
 from freshness.state.manifest import ShardStateStore
 from freshness.state.rate_history import RateHistory
-from freshness.state.runs import load_runs
+from freshness.state.runs import load_runs, run_cost_of
 from freshness.state.store import StateStore
 from freshness.state.traffic import Traffic, read_traffic, traffic_shares
 from freshness.util.timeutil import DAY_S as DAY
@@ -53,6 +53,7 @@ class CadenceDecision:
     verdicts: list[ShardVerdict]
     run_shards: list[str]
     costs: CostModel
+    inputs: LoopInputs  # what the loop was given (the simulator builds the same from a log)
 
 
 def observe(rt: Runtime, tokens: dict[str, str], known_tokens: dict[str, str],
@@ -97,8 +98,8 @@ def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | Non
 
 def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: Traffic | None,
               since: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """Stale rate added by each poll that saw changes (rate history: changed docs × the shard's
-    mean share per doc: `arrival_mass`), in time order: what the threshold is planned on."""
+    """One arrival per doc each poll saw changed (rate history), at the poll's time, each worth
+    its shard's mean share per doc (`arrival_mass`), in time order: what K is planned on."""
     history = RateHistory(store)
     total_docs = sum(max(s.docs, 1) for s in summaries) or 1
     days, rates = [], []
@@ -109,9 +110,10 @@ def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: T
         rows = rows.filter(pc.and_(pc.greater(rows["polled_at"], since),
                                    pc.greater(rows["changed"], 0)))
         share = traffic.shards.get(s.shard, 0.0) if traffic else max(s.docs, 1) / total_docs
-        days.extend(_days(at) for at in rows["polled_at"].to_pylist())
-        rates.extend(arrival_mass(np.asarray(rows["changed"].to_pylist(), float), share,
-                                  s.docs).tolist())
+        changed = np.asarray(rows["changed"].to_pylist(), dtype=np.int64)
+        at = np.array([_days(t) for t in rows["polled_at"].to_pylist()], dtype=float)
+        days.extend(np.repeat(at, changed).tolist())  # one arrival per changed doc
+        rates.extend([float(arrival_mass(1.0, share, s.docs))] * int(changed.sum()))
     order = np.argsort(days, kind="stable")
     return np.asarray(days, float)[order], np.asarray(rates, float)[order]
 
@@ -135,7 +137,7 @@ def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_second
                 last_run[shard] = finished
     start = start or min((as_utc(r["finished_at"]) for r in runs if r.get("finished_at")),
                          default=now)
-    spent = [(_days(r["finished_at"]), float(r.get("wall_seconds") or 0.0)) for r in runs
+    spent = [(_days(r["finished_at"]), run_cost_of(r)) for r in runs  # in the budget's unit
              if r.get("finished_at") and r.get("chunks_embedded")]
     arrival_days, arrival_rate = _arrivals(store, summaries, traffic, as_utc(start))
     inputs = LoopInputs(
@@ -161,7 +163,7 @@ def decide(summaries: Sequence[PendingSummary], now: datetime, budget_gpu_second
         (now - as_utc(s.oldest_pending_change)).total_seconds() / DAY,
         shares.get(s.shard, 0.0), s.rate_per_doc_day)
         for s, due, reason, rate in zip(summaries, loop.due, loop.reasons, inputs.pending_rate)]
-    return CadenceDecision(loop, verdicts, loop.run_shards, costs)
+    return CadenceDecision(loop, verdicts, loop.run_shards, costs, inputs)
 
 
 def decide_for(rt: Runtime, summaries: Sequence[PendingSummary], now: datetime,

@@ -74,7 +74,9 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
              planner: Callable[[LoopConfig, LoopInputs], LoopPlan] = plan_threshold
              ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Replay the log through `control.decide`, as the sensor calls it: after each change (or at
-    `poll_times`, seconds) and whenever the decision asks to be woken."""
+    `poll_times`, seconds) and whenever the decision asks to be woken. Each poll records, as the
+    sensor's rate history does, the docs added or modified since the previous poll that exist
+    now, stamped with the poll's time."""
     q = log.known_traffic(top_k)
     shards = len(log.shard_names)
     pending = np.zeros(len(q), bool)
@@ -91,13 +93,14 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     docs_now = np.bincount(log.doc_shard[log.initial_docs], minlength=shards).astype(float)
     deletes = log.deletes.tolist()
     n_arrivals = 0
+    touched: set[int] = set()  # docs changed since the previous poll
     run_t, run_c, run_shards = [], [], []
     times, offsets = log.events()
     polls = times / DAY_S if poll_times is None else np.sort(poll_times) / DAY_S
     change_days = times / DAY_S
     never = np.zeros(shards, bool)
     plan: LoopPlan | None = None
-    e, p, wake = 0, 0, math.inf
+    e, p, wake, last_change = 0, 0, math.inf, None
     docs, doc_shard = log.docs.tolist(), log.shards.tolist()
     end = log.horizon / DAY_S
     while True:
@@ -108,8 +111,7 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         while e < len(change_days) and change_days[e] <= now:  # the source moved: detection
             for c in range(offsets[e], offsets[e + 1]):
                 d = docs[c]
-                arrivals_t[n_arrivals], arrivals_s[n_arrivals] = change_days[e], doc_shard[c]
-                n_arrivals += 1  # every change the poll sees, pending before or not
+                touched.add(d)
                 if alive[d] == deletes[c]:  # an add or a delete: the shard's doc count moves
                     alive[d] = not deletes[c]
                     docs_now[doc_shard[c]] += -1 if deletes[c] else 1
@@ -121,13 +123,19 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                     rate[s] += q[d]
                     if not oldest[s] <= change_days[e]:
                         oldest[s] = change_days[e]
+            last_change = change_days[e]  # the source's own change time (its updated_at)
             e += 1
         if now == poll:
             p += 1
+        for d in sorted(touched):  # what the poll's rate history row counts
+            if alive[d]:
+                arrivals_t[n_arrivals], arrivals_s[n_arrivals] = now, log.doc_shard[d]
+                n_arrivals += 1
+        touched.clear()
         seen = arrivals_s[:n_arrivals]  # the plan counts changes at the shards' mean shares now
         inputs = LoopInputs(log.shard_names, count, rate, oldest, last_run, never, now, 0.0,
                             np.array(run_t), np.array(run_c), arrivals_t[:n_arrivals],
-                            arrival_mass(1.0, share[seen], docs_now[seen]))
+                            arrival_mass(1.0, share[seen], docs_now[seen]), last_change)
         if config.fixed_threshold is None and (plan is None
                                                or now - plan.planned_at_days >= replan_days):
             plan = planner(config, inputs)
