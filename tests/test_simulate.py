@@ -54,7 +54,8 @@ def test_immediate_is_the_ceiling_and_budgets_are_respected():
     ceiling = simulate(log, "immediate", 0, costs)
     assert ceiling.freshness == pytest.approx(1.0) and ceiling.retrieval_weighted_freshness \
         == pytest.approx(1.0)
-    for policy in ("adaptive", "uniform", "threshold", "proportional", "oracle"):
+    for policy in ("adaptive", "adaptive-hindsight", "uniform", "threshold", "proportional",
+                   "uniform-paced", "threshold-paced", "oracle"):
         result = calibrate(log, policy, 5.0, costs, iterations=12)
         assert result.gpu_seconds_per_day <= 5.0, policy
         assert result.retrieval_weighted_freshness < 1.0

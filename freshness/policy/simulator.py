@@ -201,7 +201,7 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
         return simulate(log, policy, budget, costs, budget)
     if policy == "threshold":
         low, high = 1.0, float(len(log.times)) + 1
-    elif policy == "adaptive-fixed":  # K, in retrieval share × days
+    elif policy in ("adaptive-fixed", "adaptive-hindsight"):  # K, in retrieval share × days
         low, high = 1e-9, 10.0
     else:  # interval days: spend falls as the interval grows
         low, high = 1e-4, 4 * log.horizon / DAY_S
