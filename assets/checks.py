@@ -6,7 +6,7 @@ import pyarrow as pa
 from assets.metadata import table
 from assets.resources import FreshnessResource
 from assets.shard_freshness import shard_freshness
-from freshness.alerts.staleness import Level, SlaConfig, evaluate
+from freshness.alerts.staleness import Level, ShardStaleness, SlaConfig, evaluate
 from freshness.integrity.reconcile import reconcile
 from freshness.state.status import shard_status
 from freshness.state.traffic import traffic_shares
@@ -23,18 +23,22 @@ def shards_within_sla(freshness: FreshnessResource) -> dg.AssetCheckResult:
     results = evaluate(shard_status(rt.shard_state()), SlaConfig.from_settings(rt.settings),
                        utc_now(),
                        traffic_shares(rt.store))
+    return dg.AssetCheckResult(**sla_outcome(results))
+
+
+def sla_outcome(results: list[ShardStaleness]) -> dict:
+    """The shards_within_sla verdict (passed, severity, metadata) for shard levels: what the
+    check returns when it runs, and what the alert sensor reports every tick in between."""
     worst = max((r.level for r in results), default=Level.OK)
     rows = pa.Table.from_pylist([
         {"shard": r.shard, "level": r.level.name, "pending_docs": r.pending_docs,
          "pending_age_hours": round(r.pending_age_seconds / 3600, 3),
          "sla_hours": round(r.sla_seconds / 3600, 3), "reason": r.reason} for r in results])
-    return dg.AssetCheckResult(
-        passed=worst == Level.OK,
-        severity=SEVERITY.get(worst, dg.AssetCheckSeverity.WARN),
-        metadata={"stale_shards": [r.shard for r in results if r.level == Level.ERROR],
-                  "warn_shards": [r.shard for r in results if r.level == Level.WARN],
-                  **({"shards": table(rows)} if rows.num_rows else {})},
-    )
+    return {"passed": worst == Level.OK,
+            "severity": SEVERITY.get(worst, dg.AssetCheckSeverity.WARN),
+            "metadata": {"stale_shards": [r.shard for r in results if r.level == Level.ERROR],
+                         "warn_shards": [r.shard for r in results if r.level == Level.WARN],
+                         **({"shards": table(rows)} if rows.num_rows else {})}}
 
 
 @dg.asset_check(asset=shard_freshness, name="index_matches_manifests",

@@ -6,16 +6,19 @@ time budget so a dead webhook never times the tick out. Each tick also records e
 change rate, pending age, stale level and stale-retrieval rate: as an observation of its
 `shard_embeddings` partition (shown with the partition's metadata) and as one observation of
 `source_changes` with a `<reading>/<shard>` key per shard, which its Plots view draws over
-time, one line per shard.
+time, one line per shard; and the `shards_within_sla` check's verdict, so the check's status in
+the UI follows the tick rather than waiting for the next run or the daily schedule.
 """
 
 import json
 
 import dagster as dg
 
+from assets.checks import shards_within_sla, sla_outcome
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
+from assets.shard_freshness import shard_freshness
 from assets.source_changes import source_changes
 from freshness.alerts.metrics import shard_readings, shard_series, write_textfile
 from freshness.alerts.sinks import build_sinks
@@ -53,6 +56,10 @@ def staleness_alert_sensor(context: dg.SensorEvaluationContext,
               for shard, values in readings.items() if shard in known]
     if readings:  # one series per shard in source_changes' plots (a partition's are latest-only)
         events.append(dg.AssetObservation(source_changes.key, metadata=shard_series(readings)))
+    # the SLA check's status follows every tick, not only runs and the daily schedule
+    events.append(dg.AssetCheckEvaluation(asset_key=shard_freshness.key,
+                                          check_name=shards_within_sla.check_key.name,
+                                          **sla_outcome(tick.evaluations)))
     return dg.SensorResult(
         asset_events=events,
         cursor=json.dumps(tick.state), skip_reason=tick.summary())

@@ -166,6 +166,16 @@ def test_sensor_alerts_once_survives_restart_and_retries_a_failing_sink(
     assert observed["alpha"]["change_rate_per_doc_day"] > 0
     assert "traffic_share" not in observed["alpha"]  # no request logs analysed yet
 
+    # the SLA check's verdict rides every tick, and the instance records it as the check's status
+    (check,) = [e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
+    assert check.check_name == "shards_within_sla" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["stale_shards"].value == ["alpha"]
+    instance.report_runless_asset_event(check)
+    key = dg.AssetCheckKey(dg.AssetKey("shard_freshness"), "shards_within_sla")
+    (record,) = instance.event_log_storage.get_asset_check_execution_history(key, limit=5)
+    assert record.event.dagster_event.event_specific_data.passed is False
+
 
 def test_sla_check_reports_each_shard_with_severity(corpus, tmp_path):
     from assets.checks import shards_within_sla
