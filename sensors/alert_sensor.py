@@ -18,7 +18,6 @@ from assets.checks import shards_within_sla, sla_outcome
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from assets.shard_embeddings import shard_embeddings
-from assets.shard_freshness import shard_freshness
 from assets.source_changes import source_changes
 from freshness.alerts.metrics import shard_readings, shard_series, write_textfile
 from freshness.alerts.sinks import build_sinks
@@ -57,8 +56,8 @@ def staleness_alert_sensor(context: dg.SensorEvaluationContext,
     if readings:  # one series per shard in source_changes' plots (a partition's are latest-only)
         events.append(dg.AssetObservation(source_changes.key, metadata=shard_series(readings)))
     # the SLA check's status follows every tick, not only runs and the daily schedule
-    events.append(dg.AssetCheckEvaluation(asset_key=shard_freshness.key,
-                                          check_name=shards_within_sla.check_key.name,
+    check = shards_within_sla.check_key
+    events.append(dg.AssetCheckEvaluation(asset_key=check.asset_key, check_name=check.name,
                                           **sla_outcome(tick.evaluations)))
     return dg.SensorResult(
         asset_events=events,

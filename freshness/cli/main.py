@@ -101,10 +101,11 @@ def cmd_status(args: argparse.Namespace, rt: Runtime) -> int:
 
     table = shard_status(rt.shard_state())
     rows = table.to_pylist()
+    code = 1 if any(r["state_error"] for r in rows) else 0  # a shard's state is unreadable
     if args.json:
         print(json.dumps({"collection": rt.collection, "serving": rt.serving_collection(),
                           "shards": rows}, indent=2, default=str))
-        return 1 if any(r["state_error"] for r in rows) else 0
+        return code
     print(f"collection {rt.collection} (serving: {rt.serving_collection()})")
     print(f"{'shard':<20}{'docs':>7}{'chunks':>8}{'pending':>9}  {'last source change':<26}"
           f"{'last embedded':<26}oldest pending")
@@ -119,7 +120,7 @@ def cmd_status(args: argparse.Namespace, rt: Runtime) -> int:
         print(f"{r['shard']:<20}{r['docs']:>7}{r['chunks']:>8}{r['pending_docs']:>9}  "
               f"{fmt(r['last_source_change_seen']):<26}{fmt(r['last_embedded_at']):<26}"
               f"{fmt(r['oldest_pending_change'])}")
-    return 1 if any(r["state_error"] for r in rows) else 0
+    return code
 
 
 def cmd_search(args: argparse.Namespace, rt: Runtime) -> int:

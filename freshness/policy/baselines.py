@@ -81,7 +81,7 @@ def threshold_paced(log: ChangeLog, budget: float, costs: CostModel, replan_days
     within the budget accrued over them (causal: no hindsight)."""
     times, offsets = log.events()
     docs, doc_shard = log.docs.tolist(), log.shards.tolist()
-    fixed = costs.overhead_s + costs.listing_s * len(log.shard_names) / 2
+    fixed = costs.run_s(len(log.shard_names) / 2, 0)  # a typical run: half the shards
     per_event = np.diff(offsets).astype(float)
     pending: set[int] = set()
     shards: set[int] = set()
@@ -97,8 +97,7 @@ def threshold_paced(log: ChangeLog, budget: float, costs: CostModel, replan_days
             allowed = (budget * day - costs.per_doc_s * offsets[e + 1]) / fixed
             n_docs = _plan_count(per_event[:e + 1], allowed, grid_size)
         if len(pending) >= n_docs:
-            cost = costs.overhead_s + costs.listing_s * (max(shards) - min(shards) + 1) + \
-                costs.per_doc_s * len(pending)
+            cost = costs.run_s(max(shards) - min(shards) + 1, len(pending))
             if budget * day - spent >= cost:
                 run_times.append(t)
                 run_shards.append(np.array(sorted(shards)))

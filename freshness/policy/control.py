@@ -102,8 +102,7 @@ def run_cost(config: LoopConfig, pending_docs: np.ndarray, mask: np.ndarray) -> 
         return 0.0
     index = np.flatnonzero(mask)
     scanned = index[-1] - index[0] + 1 if config.batch else len(index)  # a partition range
-    return costs.overhead_s + costs.listing_s * scanned + \
-        costs.per_doc_s * float(pending_docs[mask].sum())
+    return costs.run_s(scanned, float(pending_docs[mask].sum()))
 
 
 def arrival_mass(changed: np.ndarray | float, shard_share: np.ndarray | float,
@@ -144,7 +143,7 @@ def plan_threshold(config: LoopConfig, inputs: LoopInputs) -> LoopPlan:
     since = max(now - PLAN_WINDOW_DAYS, inputs.start_days)
     recent = (inputs.arrival_days > since) & (inputs.arrival_days <= now)
     days, costs = max(now - since, 1e-9), config.costs
-    fixed = costs.overhead_s + costs.listing_s * max(1, len(inputs.shards)) / 2
+    fixed = costs.run_s(max(1, len(inputs.shards)) / 2, 0)  # a typical run: half the shards
     # what the budget allowed over the window, plus the credit unspent beyond a reserve of
     # RESERVE_RUNS runs (so a run the rule wants is rarely held back for want of credit)
     budgeted = (config.budget_gpu_seconds_per_day * days + START_RUNS * costs.overhead_s
@@ -202,7 +201,7 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
     else:
         rate = float(inputs.pending_rate[eligible].sum())
         costs = config.costs
-        each = costs.overhead_s + costs.listing_s + costs.per_doc_s * inputs.pending_docs
+        each = costs.run_s(1, inputs.pending_docs)
         quiet = max(now - _last_arrival(inputs), 0.0)
         by_rate = eligible & (inputs.pending_rate * quiet >= plan.threshold) & \
             (np.cumsum(np.where(eligible, each, 0.0)) <= available)

@@ -46,8 +46,7 @@ def _oracle_schedule(log: ChangeLog, costs: CostModel, price: float
             if ps < j:
                 shards[ps:j] += 1
                 last_shard[s] = j
-        total = best[:j] + stale[:j] + price * (costs.overhead_s + costs.listing_s * shards[:j]
-                                                + costs.per_doc_s * docs[:j])
+        total = best[:j] + stale[:j] + price * costs.run_s(shards[:j], docs[:j])
         i = int(np.argmin(total))
         best[j], back[j] = total[i], i
     final = best + stale + mass * (log.horizon - prev_t)

@@ -25,6 +25,10 @@ class CostModel:
     def per_doc_s(self) -> float:
         return self.per_chunk_s * self.chunks_per_doc
 
+    def run_s(self, scanned: float | np.ndarray, docs: float | np.ndarray) -> float | np.ndarray:
+        """Seconds of one run that lists `scanned` shards and embeds `docs` changed docs."""
+        return self.overhead_s + self.listing_s * scanned + self.per_doc_s * docs
+
 
 def learn_costs(runs: Sequence[tuple[float, int]], default: CostModel = CostModel(),
                 chunks_per_doc: float | None = None) -> CostModel:

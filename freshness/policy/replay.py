@@ -187,8 +187,7 @@ def evaluate(log: ChangeLog, run_times: np.ndarray, run_shards: list[np.ndarray]
     embedded = np.bincount(g_run[g_run < runs], minlength=runs)
     scanned = np.array([ix.max() - ix.min() + 1 if len(ix) else 0 for ix in run_shards])
     active = embedded > 0
-    gpu = float((costs.overhead_s + costs.listing_s * scanned[active]
-                 + costs.per_doc_s * embedded[active]).sum())
+    gpu = float(costs.run_s(scanned[active], embedded[active]).sum())
     days = max(log.horizon / DAY_S, 1e-9)
     return SimResult(
         policy, parameter, budget, days, int(active.sum()), gpu,
