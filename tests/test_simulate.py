@@ -123,3 +123,31 @@ def test_paced_policies_are_causal(seed):
         before = a.run_times[a.run_times <= early.horizon]  # the cut log ends at its last change
         assert len(before) >= 3, policy
         np.testing.assert_array_equal(before, b.run_times[:len(before)], err_msg=policy)
+
+
+def test_the_sweep_gives_the_same_cells_with_parallel_jobs(tmp_path):
+    """`freshness simulate --corpus ... --jobs N` writes what one process writes."""
+    import pyarrow.parquet as pq
+
+    from freshness.policy import sweep
+
+    rng = np.random.default_rng(3)
+    docs = [(f"{s}/d{i}.md", s) for s in "abc" for i in range(6)]
+    changes = sorted((float(d), *docs[k], "modify") for d, k in
+                     zip(rng.uniform(0, 300, 80), rng.integers(0, len(docs), 80)))
+    snapshot, replay = tables(docs, changes)
+    pq.write_table(snapshot, tmp_path / "snapshot.parquet")
+    pq.write_table(replay, tmp_path / "replay.parquet")
+
+    def cells(jobs: int) -> dict:
+        result = sweep.run([sweep.Corpus("tiny", tmp_path)], [5.0, 20.0], [0, 1], [1.0],
+                           CostModel(), progress=lambda _: None, jobs=jobs)
+        for row in result["cells"]:
+            for policy in sweep.POLICIES:
+                row[policy].pop("seconds")
+        return result
+
+    one, two = cells(1), cells(2)
+    assert one == two and len(one["cells"]) == 4
+    assert [(c["seed"], c["budget_percent"]) for c in two["cells"]] == \
+        [(0, 5.0), (0, 20.0), (1, 5.0), (1, 20.0)]

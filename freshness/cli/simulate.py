@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
                    help="sweep: writes OUT.json and OUT.md")
     p.add_argument("--embed", help="sweep: also replace the generated table in this markdown "
                                    "file (between <!-- sweep:begin --> and <!-- sweep:end -->)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="sweep: processes (one corpus × exponent × seed each; same result)")
     p.add_argument("--policy", default="adaptive", choices=[*POLICIES, "all"])
     p.add_argument("--budget", type=float, help="GPU seconds per day (omit: use --parameter)")
     p.add_argument("--parameter", type=float,
@@ -54,7 +56,8 @@ def _sweep(args: argparse.Namespace, costs: CostModel) -> int:
                               "snapshot.parquet and replay.parquet")
         corpora.append(Corpus(name, Path(folder)))
     result = sweep.run(corpora, _numbers(args.budgets), _numbers(args.seeds, int),
-                       _numbers(args.zipfs), costs, progress=lambda line: print(line, flush=True))
+                       _numbers(args.zipfs), costs, progress=lambda line: print(line, flush=True),
+                       jobs=args.jobs)
     json_path, md_path = sweep.write(result, Path(args.out))
     if args.embed:
         sweep.embed(sweep.render(result), Path(args.embed))

@@ -14,6 +14,7 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,19 +71,26 @@ def cell(log: ChangeLog, percent: float, costs: CostModel) -> dict:
     return row
 
 
+def _group(corpus: Corpus, zipf: float, seed: int, budgets: Sequence[float],
+           costs: CostModel) -> list[dict]:
+    """The cells of one corpus × exponent × seed (one change log, every budget)."""
+    log = corpus.log(seed, zipf)
+    return [{"corpus": corpus.name, "zipf": zipf, "seed": seed, **cell(log, percent, costs)}
+            for percent in budgets]
+
+
 def run(corpora: Sequence[Corpus], budgets: Sequence[float], seeds: Sequence[int],
-        exponents: Sequence[float], costs: CostModel, progress=print) -> dict:
-    """The whole grid, plus the slice the drift test recomputes."""
+        exponents: Sequence[float], costs: CostModel, progress=print, jobs: int = 1) -> dict:
+    """The whole grid (`jobs` processes, one log each at a time), plus the slice the drift
+    test recomputes. The result does not depend on `jobs`."""
+    groups = [(corpus, zipf, seed) for corpus in corpora for zipf in exponents for seed in seeds]
     cells = []
-    for corpus in corpora:
-        for zipf in exponents:
-            for seed in seeds:
-                log = corpus.log(seed, zipf)
-                for percent in budgets:
-                    row = {"corpus": corpus.name, "zipf": zipf, "seed": seed,
-                           **cell(log, percent, costs)}
-                    cells.append(row)
-                    progress(json.dumps(row))
+    with ProcessPoolExecutor(max(1, jobs)) as pool:
+        futures = [pool.submit(_group, *g, list(budgets), costs) for g in groups]
+        for future in futures:  # in grid order
+            for row in future.result():
+                cells.append(row)
+                progress(json.dumps(row))
     return {"costs": costs.__dict__, "budgets": list(budgets), "seeds": list(seeds),
             "exponents": list(exponents), "cells": cells,
             "slice": check_slice(corpora, costs)}
