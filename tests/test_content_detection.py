@@ -5,6 +5,8 @@ import os
 import shutil
 import time
 
+import pytest
+
 from freshness.pipeline.detect import detect
 from freshness.pipeline.sync import sync
 from freshness.state.rate_history import RateHistory
@@ -50,3 +52,24 @@ def test_a_touch_or_restore_of_the_same_bytes_is_no_change(corpus, make_runtime,
     assert history.latest("alpha")["changed"] == 1 and history.latest("beta")["changed"] == 0
     assert {s.shard: s.pending_docs for s in summaries} == {"alpha": 1, "beta": 0}
     assert _seen(rt)["alpha"] > seen["alpha"] and _seen(rt)["beta"] == seen["beta"]
+
+
+def test_an_edit_of_a_pending_doc_moves_the_last_change_not_the_oldest(corpus, make_runtime):
+    """The quiet-time rule waits while the source is busy: a doc edited again while pending
+    counts at its latest edit (last change seen), while its oldest pending change stays."""
+    rt = make_runtime(corpus)
+    sync(rt)
+    path = corpus / "alpha" / "pears.md"
+    first, again = time.time() - 3600, time.time() - 60
+    path.write_text("# Pears\n\nPears ripen off the tree.")
+    os.utime(path, (first, first))
+    _, summaries = detect(rt)
+    (alpha,) = [s for s in summaries if s.shard == "alpha"]
+    assert alpha.last_source_change_seen.timestamp() == pytest.approx(first, abs=1)
+    path.write_text("# Pears\n\nPears ripen off the tree, in a week.")
+    os.utime(path, (again, again))
+    _, summaries = detect(rt)
+    (alpha,) = [s for s in summaries if s.shard == "alpha"]
+    assert alpha.pending_docs == 1
+    assert alpha.oldest_pending_change.timestamp() == pytest.approx(first, abs=1)
+    assert alpha.last_source_change_seen.timestamp() == pytest.approx(again, abs=1)

@@ -81,6 +81,17 @@ def _pending_since(changes: pa.Table, scanned_at: datetime,
             params=[scanned_at, scanned_at]).to_arrow_table().cast(PENDING_DOCS_SCHEMA)
 
 
+def _latest_change(changes: pa.Table, pending: pa.Table) -> datetime | None:
+    """When the source last changed a pending doc: its newest update time (a doc edited again
+    while pending counts at its latest edit: the source is still busy), or when a deletion was
+    first seen. Content changes only."""
+    if not pending.num_rows:
+        return None
+    touched = changes.filter(pc.is_in(changes["change"], pa.array(["added", "modified"])))
+    times = [pc.max(pending["since"]).as_py(), pc.max(touched["updated_at"]).as_py()]
+    return max((t for t in times if t is not None), default=None)
+
+
 def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSummary:
     """Diff one shard's listing against its manifest; record the result and the poll."""
     state = rt.shard_state()
@@ -97,7 +108,7 @@ def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSu
                              state.read_pending_docs(shard) if same_version else None)
     state.write_pending_docs(shard, pending)
     oldest = pc.min(pending["since"]).as_py() if pending.num_rows else None
-    newest = pc.max(pending["since"]).as_py() if pending.num_rows else None  # content only
+    newest = _latest_change(changes, pending)
     since = [t.timestamp() / DAY_S for t in pending["since"].to_pylist()]
     summary = PendingSummary(
         shard, counts["added"], counts["modified"], counts["deleted"], counts["unchanged"],
