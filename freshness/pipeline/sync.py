@@ -267,6 +267,7 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     shard's point ids from Qdrant even when nothing changed (repairs drift at once).
     """
     logger = logger or log
+    replayed = now is not None  # the run's records then follow the replayed clock too
     started, now = time.perf_counter(), now or utc_now()
     rt.source.refresh()
     discovery = rt.source.discover()
@@ -331,7 +332,9 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
         record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
                    model_load_seconds, time.perf_counter() - started, device, tokens=tokens,
                    cost_unit=rt.settings.cost_unit,
-                   usd_per_million_tokens=rt.settings.usd_per_million_tokens)
+                   usd_per_million_tokens=rt.settings.usd_per_million_tokens,
+                   finished_at=now + timedelta(seconds=time.perf_counter() - started)
+                   if replayed else None)
     except FreshnessError as exc:  # e.g. a full disk: the shards' own results stand
         errors.append(f"run record not written: {exc}")
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),

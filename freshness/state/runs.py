@@ -33,9 +33,10 @@ def run_cost(cost_unit: str, wall_seconds: float, embed_seconds: float, device: 
 def record_run(store: StateStore, shards: list[str], chunks_embedded: int, embed_seconds: float,
                model_load_seconds: float, wall_seconds: float, device: str | None,
                tokens: int = 0, cost_unit: str = "gpu_seconds",
-               usd_per_million_tokens: float = 0.0) -> None:
-    """Write one run record (with its cost in `cost_unit`); keep the newest KEEP_RUNS."""
-    now = utc_now()
+               usd_per_million_tokens: float = 0.0, finished_at: datetime | None = None) -> None:
+    """Write one run record (with its cost in `cost_unit`); keep the newest KEEP_RUNS.
+    `finished_at` (default: the wall clock) is the run's own clock, e.g. a replayed one."""
+    now = as_utc(finished_at) if finished_at else utc_now()
     name = f"{now.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.json"
     cost = run_cost(cost_unit, wall_seconds, embed_seconds, device, tokens,
                     usd_per_million_tokens)
