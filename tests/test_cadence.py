@@ -105,10 +105,19 @@ def test_per_doc_traffic_weighs_the_pending_docs(tmp_path):
     traffic = read_traffic(store)
     assert traffic.top_docs == {"a": {"a/hot.md": 0.9, "a/x.md": 0.05}}
     assert traffic.shards == pytest.approx({"a": 0.95, "b": 0.05})
+    assert traffic.retrievals == 100
     rates = {v.shard: v.stale_rate for v in decide(shards, NOW, 5.0, store, state=state).verdicts}
-    uniform = 1 / 200  # 10 % of the weight stays uniform per doc (docs nobody retrieved yet)
-    assert rates["a"] == pytest.approx(0.9 * 0.9 + 0.1 * uniform)
-    assert rates["b"] == pytest.approx(0.9 * 0.05 / 100 + 0.1 * uniform)  # b: the remainder
+    uniform = 1 / 200  # a uniform prior per doc (docs nobody retrieved yet), worth 100
+    mix = 100 / (100 + 100)  # retrievals: as much as the 100 logged ones
+    assert rates["a"] == pytest.approx((1 - mix) * 0.9 + mix * uniform)
+    assert rates["b"] == pytest.approx((1 - mix) * 0.05 / 100 + mix * uniform)  # the remainder
+    # with many more logged retrievals the measured shares decide
+    write_traffic(store, bounded(counts.set_column(2, "retrievals", pa.array([9000, 500, 500])),
+                                 top_k=2))
+    rates = {v.shard: v.stale_rate for v in decide(shards, NOW, 5.0, store, state=state).verdicts}
+    mix = 100 / (10_000 + 100)
+    assert rates["a"] == pytest.approx((1 - mix) * 0.9 + mix * uniform)
+    assert rates["a"] / rates["b"] > 100
 
 
 def test_an_old_per_shard_traffic_file_is_still_read(tmp_path):

@@ -17,8 +17,9 @@ from freshness.policy.control import LoopConfig, plan_threshold
 from freshness.policy.planner import CostModel
 from freshness.policy.simulator import ChangeLog, adaptive, evaluate
 from freshness.sources import ReplaySource
+from freshness.state.runs import load_runs, run_cost_of
 from freshness.state.traffic import Traffic, write_traffic
-from freshness.util.timeutil import DAY_S
+from freshness.util.timeutil import DAY_S, as_utc
 from sensors.source_change_sensor import policy_tick
 from tests.test_recency_vs_simulator import (
     QUERIES,
@@ -29,6 +30,7 @@ from tests.test_recency_vs_simulator import (
 
 TICK_DAYS = 1.5
 BUDGET = 1e6  # ample: the credit never binds, so measured run costs cannot tell the two apart
+TOKENS_PER_DAY = 25.0  # tight: the loop's plan wants more runs than the tokens allow
 
 
 class Fixed:
@@ -39,6 +41,15 @@ class Fixed:
 
     def runtime(self):
         return self.rt
+
+
+def write_known_traffic(rt, log: ChangeLog) -> None:
+    """The traffic file recency would write: per-doc shares of the log's known traffic."""
+    q, names = log.known_traffic(), log.doc_ids
+    write_traffic(rt.store, Traffic(
+        {s: float(q[log.doc_shard == i].sum()) for i, s in enumerate(log.shard_names)},
+        {s: {names[d]: float(q[d]) for d in np.flatnonzero(log.doc_shard == i)}
+         for i, s in enumerate(log.shard_names)}))
 
 
 def test_sensor_decisions_and_stale_rate_match_the_simulator(tmp_path, make_runtime):
@@ -82,12 +93,7 @@ def test_sensor_decisions_and_stale_rate_match_the_simulator(tmp_path, make_runt
     # The plan: for tight budgets (K > 0), the threshold the sensor's loop plans from its state
     # (rate history written by the polls above, traffic file) equals the one the simulator
     # plans from the same polls — the same arrivals, masses, costs and clock.
-    q = log.known_traffic()
-    names = log.doc_ids
-    write_traffic(rt.store, Traffic(
-        {s: float(q[log.doc_shard == i].sum()) for i, s in enumerate(log.shard_names)},
-        {s: {names[d]: float(q[d]) for d in np.flatnonzero(log.doc_shard == i)}
-         for i, s in enumerate(log.shard_names)}))
+    write_known_traffic(rt, log)
     summaries, _ = cadence.observe(rt, rt.source.change_tokens(), {}, [])
     seen = []
     adaptive(log, LoopConfig(BUDGET, CostModel()), poll_times=poll_s, replan_days=0.0,
@@ -102,3 +108,54 @@ def test_sensor_decisions_and_stale_rate_match_the_simulator(tmp_path, make_runt
         assert 0 < sensor.threshold < math.inf, (budget, sensor)
         assert sensor.threshold == pytest.approx(simulated_plan.threshold, rel=1e-9), budget
         assert sensor.runs_budgeted == pytest.approx(simulated_plan.runs_budgeted), budget
+
+
+def test_sensor_decisions_match_the_simulator_under_a_binding_credit(tmp_path, make_runtime):
+    """With a budget that holds runs back, the credit decides when runs happen, and its spend is
+    what the runs really cost as each run recorded it (here in tokens: deterministic). Given
+    those recorded costs (`realized`), the simulator makes the same decisions as the sensor:
+    the credit, the costs learned from the run records and the plan are one implementation."""
+    rng = np.random.default_rng(5)
+    paths, snapshot, replay, horizon = write_change_log(tmp_path, rng)
+    popularity = dict(zip(paths, 1.0 / np.arange(1, len(paths) + 1)))
+    log = ChangeLog.from_parquet(str(snapshot), str(replay), popularity=popularity,
+                                 start=T0.timestamp())
+    source = ReplaySource(snapshot, replay, as_of_seq=0)
+    budget = TOKENS_PER_DAY
+    rt = make_runtime(source=source, budget_gpu_seconds_per_day=budget, cost_unit="tokens")
+    write_known_traffic(rt, log)  # what recency writes from the request logs
+    # the first build, on the replayed clock, before the loop starts (not part of its spend)
+    assert sync(rt, now=T0 - timedelta(hours=1)).ok
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("shards", ["a", "b"])
+    ticks = [T0 + timedelta(days=TICK_DAYS * k) for k in range(int(horizon // TICK_DAYS) + 1)]
+    cursor, decided = None, []
+    for at in ticks:
+        source.seek(at=at)
+        result = policy_tick(dg.build_sensor_context(instance=instance, cursor=cursor),
+                             Fixed(rt), at)
+        cursor = result.cursor
+        if result.run_requests:
+            (request,) = result.run_requests
+            decided.append(((at - T0).total_seconds(),
+                            request.tags["freshness/shards"].split(",")))
+            assert sync(rt, decided[-1][1], now=at).ok
+
+    records = [{**r, "day": (as_utc(r["finished_at"]) - T0).total_seconds() / DAY_S}
+               for r in load_runs(rt.store)]
+    assert {r["cost_unit"] for r in records} == {"tokens"}
+    assert [r["day"] * DAY_S for r in records[1:]] == pytest.approx([t for t, _ in decided],
+                                                                      abs=60)
+    poll_s = np.array([(t - T0).total_seconds() for t in ticks])
+    times, shards = adaptive(log, LoopConfig(budget, CostModel()), poll_times=poll_s,
+                             replan_days=0.0, realized=records)
+    simulated = [(float(t), [log.shard_names[i] for i in s]) for t, s in zip(times, shards)]
+    assert decided == simulated
+    # the credit did bind: the same replay with an ample budget runs more often, and the
+    # tokens the loop spent never ran ahead of the budget accrued
+    ample, _ = adaptive(log, LoopConfig(BUDGET, CostModel()), poll_times=poll_s,
+                        replan_days=0.0)
+    assert 2 <= len(decided) < len(ample), (len(decided), len(ample))
+    print(f"binding credit: {len(decided)} runs ({len(ample)} with an ample budget)")
+    spent = np.cumsum([run_cost_of(r) for r in records[1:]])
+    assert (spent <= budget * np.array([r["day"] for r in records[1:]]) + 1e-9).all()

@@ -15,7 +15,13 @@ import numpy as np
 import pyarrow.compute as pc
 
 from freshness.pipeline.detect import PendingSummary, detect_shard_or_none
-from freshness.policy.control import LoopConfig, LoopDecision, LoopInputs, arrival_mass
+from freshness.policy.control import (
+    LoopConfig,
+    LoopDecision,
+    LoopInputs,
+    arrival_mass,
+    pending_rate,
+)
 from freshness.policy.control import decide as loop_decide
 from freshness.policy.costs import learned_costs
 from freshness.policy.planner import CostModel
@@ -28,7 +34,6 @@ from freshness.state.traffic import Traffic, read_traffic, traffic_shares
 from freshness.util.timeutil import DAY_S as DAY
 from freshness.util.timeutil import as_utc
 
-PRIOR_MIX = 0.1  # docs nobody retrieved yet keep a little weight, so their shards refresh
 __all__ = ["CadenceDecision", "ShardVerdict", "decide", "decide_for", "observe",
            "traffic_shares"]
 
@@ -92,7 +97,8 @@ def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | Non
             continue
         measured = float(traffic.doc_weights(s.shard, table["doc_id"].to_pylist(),
                                              max(s.docs, 1)).sum())
-        rates.append((1 - PRIOR_MIX) * measured + PRIOR_MIX * uniform)
+        rates.append(float(pending_rate(measured, s.pending_docs, total_docs,
+                                        traffic.retrievals)))
     return np.array(rates, dtype=float)
 
 

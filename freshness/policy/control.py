@@ -36,6 +36,7 @@ WINDOW_RUNS = 10  # ... long enough to accrue the overhead of this many runs
 RESERVE_DAYS = 90.0  # pacing: the credit the loop aims to keep in hand, in days of budget
 PACE_LIMIT = 4.0  # ... moving the threshold at most 2^4 either way
 START_RUNS = 0  # runs' overhead in hand at the start (0: spend never runs ahead of the budget)
+PRIOR_RETRIEVALS = 100.0  # a uniform prior over docs, worth this many logged retrievals
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,18 @@ def arrival_mass(changed: np.ndarray | float, shard_share: np.ndarray | float,
     """The stale rate `changed` changes of a shard add, as the plan counts them: the shard's
     retrieval share spread over its docs (what a change there is worth, on average)."""
     return changed * np.asarray(shard_share, float) / np.maximum(shard_docs, 1)
+
+
+def pending_rate(measured: np.ndarray | float, pending_docs: np.ndarray | float,
+                 total_docs: float, retrievals: float | None = None) -> np.ndarray | float:
+    """The stale rate the loop counts for pending docs: their measured retrieval share (Σ q_d)
+    shrunk towards a uniform share per doc over the corpus's `total_docs`, by a prior worth
+    PRIOR_RETRIEVALS retrievals against the `retrievals` the shares were measured on (None:
+    exact shares, no prior). Docs nobody retrieved yet keep a little weight, so their shards
+    refresh; with plenty of request logs the measured shares decide."""
+    mix = 0.0 if retrievals is None else PRIOR_RETRIEVALS / (retrievals + PRIOR_RETRIEVALS)
+    uniform = np.asarray(pending_docs, float) / max(total_docs, 1.0)
+    return (1 - mix) * np.asarray(measured, float) + mix * uniform
 
 
 def credit(config: LoopConfig, inputs: LoopInputs) -> float:

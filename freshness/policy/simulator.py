@@ -31,7 +31,8 @@ schedule:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -48,8 +49,10 @@ from freshness.policy.control import (
     LoopPlan,
     arrival_mass,
     decide,
+    pending_rate,
     plan_threshold,
 )
+from freshness.policy.costs import learned_costs
 from freshness.policy.oracle import oracle
 from freshness.policy.planner import CostModel
 from freshness.policy.replay import ChangeLog, SimResult, evaluate
@@ -71,12 +74,18 @@ REPLAN_DAYS = 7.0
 
 def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None = None,
              replan_days: float = REPLAN_DAYS, top_k: int = TOP_K,
-             planner: Callable[[LoopConfig, LoopInputs], LoopPlan] = plan_threshold
-             ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Replay the log through `control.decide`, as the sensor calls it: after each change (or at
-    `poll_times`, seconds) and whenever the decision asks to be woken. Each poll records, as the
-    sensor's rate history does, the docs added or modified since the previous poll that exist
-    now, stamped with the poll's time."""
+             planner: Callable[[LoopConfig, LoopInputs], LoopPlan] = plan_threshold,
+             realized: Sequence[dict] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Replay the log through `control.decide`, as the sensor calls it: after each change and
+    whenever the decision asks to be woken, or only at `poll_times` (seconds) when given. Each
+    poll records, as the sensor's rate history does, the docs added or modified since the
+    previous poll that exist now, stamped with the poll's time.
+
+    Runs cost what the cost model predicts, unless `realized` gives what a deployment's runs
+    cost (its run records, `cost` and `chunks_embedded`, in order; those with `day` ≤ the first
+    poll, in days since the log's start, ran before the replay): then the k-th run of the replay
+    charges the k-th later record's cost, and every decision learns its cost model from the
+    records before it, as the sensor does (`costs.learned_costs`)."""
     q = log.known_traffic(top_k)
     shards = len(log.shard_names)
     pending = np.zeros(len(q), bool)
@@ -94,9 +103,14 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     deletes = log.deletes.tolist()
     n_arrivals = 0
     touched: set[int] = set()  # docs changed since the previous poll
-    run_t, run_c, run_shards = [], [], []
+    run_t, run_c, run_shards, ran_at = [], [], [], []  # spend (credit), and the runs made
     times, offsets = log.events()
     polls = times / DAY_S if poll_times is None else np.sort(poll_times) / DAY_S
+    records: list[dict] = []  # the realized run records the decisions have seen
+    upcoming = list(realized or [])
+    if realized is not None:
+        while upcoming and upcoming[0]["day"] <= polls[0]:
+            _charge(upcoming.pop(0), records, run_t, run_c)
     change_days = times / DAY_S
     never = np.zeros(shards, bool)
     plan: LoopPlan | None = None
@@ -133,18 +147,31 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                 n_arrivals += 1
         touched.clear()
         seen = arrivals_s[:n_arrivals]  # the plan counts changes at the shards' mean shares now
-        inputs = LoopInputs(log.shard_names, count, rate, oldest, last_run, never, now, 0.0,
+        # the known shares are exact (an unbounded query stream): no prior to mix in
+        weighed = pending_rate(rate, count, float(np.maximum(docs_now, 1).sum()), None)
+        inputs = LoopInputs(log.shard_names, count, weighed, oldest, last_run, never, now, 0.0,
                             np.array(run_t), np.array(run_c), arrivals_t[:n_arrivals],
                             arrival_mass(1.0, share[seen], docs_now[seen]), last_change)
+        tick = config if realized is None else replace(
+            config, costs=learned_costs(records, config.costs))
         if config.fixed_threshold is None and (plan is None
                                                or now - plan.planned_at_days >= replan_days):
-            plan = planner(config, inputs)
-        decision = decide(config, inputs, plan)
-        wake = decision.next_check_days if decision.next_check_days > now else math.inf
+            plan = planner(tick, inputs)
+        decision = decide(tick, inputs, plan)
+        # woken when the decision may change (a sensor ticking every few seconds), or at the
+        # given poll times only
+        wake = decision.next_check_days if decision.next_check_days > now and \
+            poll_times is None else math.inf
         if decision.run_shards:
             ran = np.flatnonzero(np.isin(log.shard_names, decision.run_shards))
-            run_t.append(now)
-            run_c.append(decision.run_cost_s)
+            if realized is None:
+                run_t.append(now)
+                run_c.append(decision.run_cost_s)
+            elif upcoming:
+                _charge({**upcoming.pop(0), "day": now}, records, run_t, run_c)
+            else:
+                raise ValueError("the replay makes more runs than `realized` records")
+            ran_at.append(now)
             run_shards.append(ran)
             for s in ran:
                 for d in pending_list[s]:
@@ -152,7 +179,15 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                 pending_list[s] = []
             count[ran], rate[ran], oldest[ran], last_run[ran] = 0, 0.0, np.nan, now
             wake = now  # decide again: shards held back by min_interval may wait on a deadline
-    return np.array(run_t) * DAY_S, run_shards
+    return np.array(ran_at) * DAY_S, run_shards
+
+
+def _charge(record: dict, records: list[dict], run_t: list[float], run_c: list[float]) -> None:
+    """Count a realized run record: in the cost learning, and in the spend if it embedded."""
+    records.append(record)
+    if record.get("chunks_embedded"):  # what the sensor counts as spent
+        run_t.append(record["day"])
+        run_c.append(float(record["cost"]))
 
 
 # ---- running and calibrating -----------------------------------------------------------------

@@ -27,6 +27,7 @@ class Traffic:
 
     shards: dict[str, float]
     top_docs: dict[str, dict[str, float]] = field(default_factory=dict)  # shard -> doc -> share
+    retrievals: float | None = None  # how many retrievals the shares come from (None: exact)
 
     def doc_weights(self, shard: str, doc_ids: Sequence[str], shard_docs: int) -> np.ndarray:
         """Retrieval share of each given doc of `shard` (which holds `shard_docs` docs now)."""
@@ -36,7 +37,8 @@ class Traffic:
         return np.array([top.get(d, rest) for d in doc_ids], dtype=float)
 
     def as_dict(self) -> dict:
-        return {"version": 2, "shards": self.shards, "top_docs": self.top_docs}
+        return {"version": 2, "shards": self.shards, "top_docs": self.top_docs,
+                **({"retrievals": self.retrievals} if self.retrievals is not None else {})}
 
 
 def bounded(doc_retrievals: pa.Table, top_k: int = TOP_K) -> Traffic:
@@ -52,7 +54,7 @@ def bounded(doc_retrievals: pa.Table, top_k: int = TOP_K) -> Traffic:
     for i in np.argsort(-counts, kind="stable")[:top_k]:
         if counts[i] > 0:
             top.setdefault(shards_col[i], {})[docs_col[i]] = counts[i] / total
-    return Traffic(shards, top)
+    return Traffic(shards, top, float(counts.sum()))
 
 
 def write_traffic(store: StateStore, traffic: Traffic) -> None:
@@ -65,7 +67,8 @@ def read_traffic(store: StateStore) -> Traffic | None:
     if not raw:
         return None
     if raw.get("version") == 2:
-        return Traffic(dict(raw.get("shards", {})), dict(raw.get("top_docs", {})))
+        return Traffic(dict(raw.get("shards", {})), dict(raw.get("top_docs", {})),
+                       raw.get("retrievals"))
     return Traffic({k: float(v) for k, v in raw.items()})
 
 
