@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -34,20 +35,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def server_url():
-    """A real embedding server process on a free port; its base URL (…/v1)."""
+def server_url(tmp_path_factory):
+    """A real embedding server process on a free port; its base URL (…/v1). Its request log
+    goes to a file: a pipe nobody reads fills up and would block the server mid-module."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "freshness.embed.server", "--port", "0", "--device", "cpu"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "freshness.embed.server", "--port", "0", "--device", "cpu"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()
     if not line.startswith("serving"):
         proc.kill()
-        pytest.fail(f"embedding server did not start: {line} {proc.stderr.read()[-2000:]}")
+        pytest.fail(f"embedding server did not start: {line} {log_path.read_text()[-2000:]}")
     url = line.split(" on ", 1)[1].strip()
     yield url
     proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:  # do not leave it behind, and say so
+        proc.kill()
+        proc.wait(timeout=20)
+        warnings.warn("the embedding server did not exit within 20 s of SIGTERM: killed")
 
 
 class FaultProxy(ThreadingHTTPServer):
