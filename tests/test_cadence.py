@@ -1,5 +1,6 @@
 """The control loop: first builds, ride-along batches, per-doc traffic, min_interval, budget."""
 
+import math
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -29,18 +30,27 @@ def summary(shard: str, docs: int, pending: int, waited_days: float, version: in
         pending_since_sum_days=pending * since, rate_per_doc_day=0.01)
 
 
-def test_a_never_indexed_shard_is_due_and_pending_shards_ride_along(tmp_path):
+def test_a_never_indexed_shard_is_due_within_the_budget_and_pending_shards_ride_along(tmp_path):
     store = StateStore(tmp_path)
-    record_run(store, ["busy"], 500, 400.0, 10.0, 1000.0, "cpu")  # the budget is spent
     now = datetime.now(timezone.utc)
     shards = [summary("new", 10, 10, 0.0, version=0), summary("busy", 100, 2, 0.001),
               summary("quiet", 100, 0, 0.0)]
-    decision = decide(shards, now, 1e-6, store)
+    # a deployment's initial build: no shard indexed yet, due at once whatever the budget
+    initial = decide([summary("new", 10, 10, 0.0, version=0)], now, 1e-6, store)
+    assert initial.run_shards == ["new"] and initial.verdicts[0].reason == "not indexed yet"
+    record_run(store, ["busy"], 500, 400.0, 10.0, 1000.0, "cpu")  # the budget is spent
+    spent = decide(shards, now, 1e-6, store)
+    reasons = {v.shard: v.reason for v in spent.verdicts}
+    assert spent.run_shards == []  # a new shard jumps the threshold, not the budget
+    assert reasons["new"] == "not indexed yet: waiting for the budget's credit"
+    assert spent.loop.next_check_days < math.inf  # woken when the credit covers the build
+    decision = decide(shards, now, 1e6, store, start=now - timedelta(days=1))
     reasons = {v.shard: v.reason for v in decision.verdicts}
     assert reasons["new"] == "not indexed yet" and reasons["quiet"] == "no pending changes"
     assert decision.run_shards == ["busy", "new"]  # busy is not due but shares the run
-    alone = decide(shards, now, 1e-6, store, batch=False)
-    assert alone.run_shards == ["new"]
+    alone = decide(shards, now, 1e6, store, batch=False, start=now - timedelta(days=1))
+    assert "new" in alone.run_shards  # unbatched: each shard runs on its own verdict
+    assert all(v.due for v in alone.verdicts if v.shard in alone.run_shards)
 
 
 def inputs(rate, pending, last_run=None, now=10.0, arrivals=(9.0,), spent=(), start=0.0):

@@ -8,6 +8,7 @@ import pytest
 
 from freshness.policy.planner import CostModel
 from freshness.policy.simulator import ChangeLog, calibrate, evaluate, simulate
+from freshness.util.timeutil import DAY_S
 from tests.conftest import SHARED_DATA
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -151,3 +152,22 @@ def test_the_sweep_gives_the_same_cells_with_parallel_jobs(tmp_path):
     assert one == two and len(one["cells"]) == 4
     assert [(c["seed"], c["budget_percent"]) for c in two["cells"]] == \
         [(0, 5.0), (0, 20.0), (1, 5.0), (1, 20.0)]
+
+
+def test_a_shard_added_later_gets_its_first_build_when_the_credit_covers_it():
+    """As for the sensor (manifest version 0): a new shard jumps the threshold, not the budget."""
+    from freshness.policy.control import LoopConfig
+    from freshness.policy.simulator import adaptive
+
+    snap, changes = tables([("a/1", "a"), ("a/2", "a")],
+                           [(2.0, "a/1", "a", "modify"), (10.0, "b/1", "b", "add"),
+                            (10.5, "b/2", "b", "add"), (40.0, "a/2", "a", "modify")])
+    log = ChangeLog.from_tables(snap, changes)
+    costs = CostModel(10, 0, 1, 0)  # 10 s a run
+    never_by_rate = 1e12  # K so high that only first builds run
+    times, shards = adaptive(log, LoopConfig(5.0, costs, fixed_threshold=never_by_rate))
+    assert times.tolist() == [10 * DAY_S] and [log.shard_names[s] for s in shards[0]] == \
+        ["a", "b"]  # the new shard's first build; the pending edit of a rides along
+    times, _ = adaptive(log, LoopConfig(0.5, costs))  # 10 s of credit by day 20
+    first = times[0] / DAY_S
+    assert first == pytest.approx(20.0)  # waited for the credit, then built at once

@@ -9,8 +9,9 @@ when the cost rate reaches the optimal average cost g* (monotone stopping: once 
 there). So: **run when the pending stale-retrieval rate reaches the threshold θ**; θ is the
 smallest value whose replay over the past arrivals of stale mass keeps within the budget, and a
 credit (budget accrued over a sliding window minus what runs spent in it) keeps actual spend
-within the budget. SLA and first builds are due whatever the budget; `min_interval` holds a shard
-back.
+within the budget. An SLA makes a shard due whatever the budget (the operator's choice); a shard
+never indexed is due as soon as the credit covers the run (a deployment's initial build, with no
+shard indexed yet, at once); `min_interval` holds a shard back.
 
 The plan counts each past change at its shard's *mean* retrieval share per doc
 (`arrival_mass`, what the sensor's rate history allows), while the decision uses per-doc shares
@@ -204,7 +205,15 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
     eligible = pending & ~held
     age = now - inputs.oldest_pending_days
     sla = eligible & (age >= config.sla_days) if config.sla_days else np.zeros_like(pending)
-    first = eligible & inputs.never_indexed
+    new = eligible & inputs.never_indexed
+    if config.batch:
+        build = np.full(len(pending), run_cost(config, inputs.pending_docs, eligible))
+    else:
+        build = config.costs.run_s(1, inputs.pending_docs)
+    # a new shard jumps the threshold, not the budget; a deployment's initial build (nothing
+    # indexed yet) has no budget to wait for
+    first = new & ((available >= build) | bool(inputs.never_indexed.all()))
+    waiting_first = new & ~first
     if config.batch:
         rate = float(inputs.pending_rate[eligible].sum())
         cost = run_cost(config, inputs.pending_docs, eligible)
@@ -227,15 +236,17 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
         "no pending changes" if not p else
         "min_interval not reached" if h else
         "not indexed yet" if f else
+        "not indexed yet: waiting for the budget's credit" if w else
         "SLA reached" if s else
         "stale-retrieval rate reached the threshold" if b else
         "rides along in a batched run" if r else
         "waiting: rate below the threshold or budget spent"
-        for p, h, f, s, b, r in zip(pending, held, first, sla, by_rate, run)]
+        for p, h, f, w, s, b, r in zip(pending, held, first, waiting_first, sla, by_rate, run)]
     return LoopDecision([n for n, r in zip(inputs.shards, run) if r], due, reasons, plan, rate,
                         available, cost if run.any() else 0.0,
                         _next_check(config, inputs, plan, rate, available, eligible, held,
-                                    cost, run.any()))
+                                    cost, run.any(), float(build[waiting_first].min())
+                                    if waiting_first.any() else math.inf))
 
 
 def _last_arrival(inputs: LoopInputs) -> float:
@@ -251,9 +262,9 @@ def _score(rate: float, inputs: LoopInputs) -> float:
 
 def _next_check(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan, rate: float,
                 available: float, eligible: np.ndarray, held: np.ndarray, cost: float,
-                running: bool) -> float:
+                running: bool, first_build: float) -> float:
     """When the decision may change with no new change: an SLA deadline, a min-interval expiry,
-    or enough credit for a run that the rate already justifies."""
+    or enough credit for a run that the rate already justifies or a new shard's first build."""
     now, times = inputs.now_days, [math.inf]
     if running:
         return now
@@ -267,4 +278,7 @@ def _next_check(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan, rate: fl
     if eligible.any() and justified and available < cost:
         per_day = config.budget_gpu_seconds_per_day
         times.append(now + (cost - available) / per_day * (1 + 1e-9) if per_day > 0 else math.inf)
+    if math.isfinite(first_build) and config.budget_gpu_seconds_per_day > 0:  # a new shard
+        times.append(now + (first_build - available) / config.budget_gpu_seconds_per_day
+                     * (1 + 1e-9))
     return max(min(times), now)

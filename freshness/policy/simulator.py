@@ -112,7 +112,9 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         while upcoming and upcoming[0]["day"] <= polls[0]:
             _charge(upcoming.pop(0), records, run_t, run_c)
     change_days = times / DAY_S
-    never = np.zeros(shards, bool)
+    # a shard the source adds later has no index yet: its first build is due at once, as for
+    # the sensor (manifest version 0), whatever the budget
+    never = docs_now == 0
     plan: LoopPlan | None = None
     e, p, wake, last_change = 0, 0, math.inf, None
     docs, doc_shard = log.docs.tolist(), log.shards.tolist()
@@ -178,6 +180,7 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                     pending[d] = False
                 pending_list[s] = []
             count[ran], rate[ran], oldest[ran], last_run[ran] = 0, 0.0, np.nan, now
+            never[ran] = False
             wake = now  # decide again: shards held back by min_interval may wait on a deadline
     return np.array(ran_at) * DAY_S, run_shards
 
