@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -56,7 +57,8 @@ def server_url(tmp_path_factory):
     except subprocess.TimeoutExpired:  # do not leave it behind, and say so
         proc.kill()
         proc.wait(timeout=20)
-        warnings.warn("the embedding server did not exit within 20 s of SIGTERM: killed")
+        warnings.warn("the embedding server did not exit within 20 s of SIGTERM: killed",
+                      stacklevel=1)
 
 
 class FaultProxy(ThreadingHTTPServer):
@@ -209,3 +211,22 @@ def test_pinned_revision_and_secret_stay_out_of_reprs(server_url, tmp_path):
     assert rt.model_spec.revision == "v7" and rt.collection.endswith("-v7")
     assert "sk-secret" not in repr(settings) and "sk-secret" not in repr(rt.embedder)
     assert rt.embedder.encode(["hello"]).shape == (1, 384)  # the key is sent, not refused
+
+
+def test_the_server_stops_on_sigterm_even_if_its_parent_ignored_it(tmp_path):
+    """docker stop / Kubernetes send SIGTERM; an ignored SIGTERM is inherited across exec (a
+    test run's process had one), so the server installs its own handler and exits cleanly."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "freshness.embed.server", "--port", "0", "--device", "cpu"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    try:
+        assert proc.stdout.readline().startswith("serving")
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0  # a clean exit, the socket closed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,6 +123,10 @@ def make_server(model: str | None = None, device: str = "auto", host: str = "127
     return EmbeddingServer((host, port), embedder)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # leaves serve_forever in the main thread; the socket is closed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m freshness.embed.server")
     parser.add_argument("--host", default="127.0.0.1")
@@ -131,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     server = make_server(args.model, args.device, args.host, args.port, args.batch_size)
+    # stop on SIGTERM (docker stop, Kubernetes, a supervisor) even when the parent process
+    # ignored it: an ignored signal is inherited across exec
+    signal.signal(signal.SIGTERM, _stop)
     print(f"serving {server.embedder.spec.name} on {server.url}", flush=True)
     try:
         server.serve_forever()
