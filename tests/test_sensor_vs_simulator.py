@@ -52,6 +52,27 @@ def write_known_traffic(rt, log: ChangeLog) -> None:
          for i, s in enumerate(log.shard_names)}))
 
 
+def replay_through_sensor(rt, source: ReplaySource, horizon: float):
+    """Tick the real sensor every TICK_DAYS over the replayed source and run what it asks for
+    (one batched run: what the run's asset does, at the replay clock): (ticks, decisions as
+    (seconds since T0, shards))."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("shards", ["a", "b"])
+    ticks = [T0 + timedelta(days=TICK_DAYS * k) for k in range(int(horizon // TICK_DAYS) + 1)]
+    cursor, decided = None, []
+    for at in ticks:
+        source.seek(at=at)
+        result = policy_tick(dg.build_sensor_context(instance=instance, cursor=cursor),
+                             Fixed(rt), at)
+        cursor = result.cursor
+        if result.run_requests:
+            (request,) = result.run_requests  # one batched run
+            shards = request.tags["freshness/shards"].split(",")
+            decided.append(((at - T0).total_seconds(), shards))
+            assert sync(rt, shards, now=at).ok
+    return ticks, decided
+
+
 def test_sensor_decisions_and_stale_rate_match_the_simulator(tmp_path, make_runtime):
     rng = np.random.default_rng(5)
     paths, snapshot, replay, horizon = write_change_log(tmp_path, rng)
@@ -59,20 +80,7 @@ def test_sensor_decisions_and_stale_rate_match_the_simulator(tmp_path, make_runt
     source = ReplaySource(snapshot, replay, as_of_seq=0)
     rt = make_runtime(source=source, budget_gpu_seconds_per_day=BUDGET)
     assert sync(rt, now=T0).ok
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("shards", ["a", "b"])
-    ticks = [T0 + timedelta(days=TICK_DAYS * k) for k in range(int(horizon // TICK_DAYS) + 1)]
-    cursor, decided = None, []
-    for at in ticks:
-        source.seek(at=at)
-        context = dg.build_sensor_context(instance=instance, cursor=cursor)
-        result = policy_tick(context, Fixed(rt), at)
-        cursor = result.cursor
-        if result.run_requests:
-            (request,) = result.run_requests  # one batched run
-            shards = request.tags["freshness/shards"].split(",")
-            decided.append(((at - T0).total_seconds(), shards))
-            assert sync(rt, shards, now=at).ok  # what the run's asset does, at the replay clock
+    ticks, decided = replay_through_sensor(rt, source, horizon)
 
     log = ChangeLog.from_parquet(str(snapshot), str(replay), popularity=popularity,
                                  start=T0.timestamp())
@@ -126,20 +134,7 @@ def test_sensor_decisions_match_the_simulator_under_a_binding_credit(tmp_path, m
     write_known_traffic(rt, log)  # what recency writes from the request logs
     # the first build, on the replayed clock, before the loop starts (not part of its spend)
     assert sync(rt, now=T0 - timedelta(hours=1)).ok
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("shards", ["a", "b"])
-    ticks = [T0 + timedelta(days=TICK_DAYS * k) for k in range(int(horizon // TICK_DAYS) + 1)]
-    cursor, decided = None, []
-    for at in ticks:
-        source.seek(at=at)
-        result = policy_tick(dg.build_sensor_context(instance=instance, cursor=cursor),
-                             Fixed(rt), at)
-        cursor = result.cursor
-        if result.run_requests:
-            (request,) = result.run_requests
-            decided.append(((at - T0).total_seconds(),
-                            request.tags["freshness/shards"].split(",")))
-            assert sync(rt, decided[-1][1], now=at).ok
+    ticks, decided = replay_through_sensor(rt, source, horizon)
 
     records = [{**r, "day": (as_utc(r["finished_at"]) - T0).total_seconds() / DAY_S}
                for r in load_runs(rt.store)]

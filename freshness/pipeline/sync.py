@@ -329,12 +329,12 @@ def sync(rt: Runtime, shards: Sequence[str] | None = None,
     tokens = (rt.embedder.tokens_used - tokens_before) or \
         sum(pc.sum(w.plan.to_embed["n_tokens"]).as_py() or 0 for w in work)
     try:
+        wall = time.perf_counter() - started
         record_run(rt.store, [w.shard for w in work], len(texts), embed_seconds,
-                   model_load_seconds, time.perf_counter() - started, device, tokens=tokens,
+                   model_load_seconds, wall, device, tokens=tokens,
                    cost_unit=rt.settings.cost_unit,
                    usd_per_million_tokens=rt.settings.usd_per_million_tokens,
-                   finished_at=now + timedelta(seconds=time.perf_counter() - started)
-                   if replayed else None)
+                   finished_at=now + timedelta(seconds=wall) if replayed else None)
     except FreshnessError as exc:  # e.g. a full disk: the shards' own results stand
         errors.append(f"run record not written: {exc}")
     return SyncResult(rt.collection, rt.serving_collection(), switched, list(results.values()),

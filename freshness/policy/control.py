@@ -205,25 +205,20 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
     eligible = pending & ~held
     age = now - inputs.oldest_pending_days
     sla = eligible & (age >= config.sla_days) if config.sla_days else np.zeros_like(pending)
-    new = eligible & inputs.never_indexed
-    if config.batch:
-        build = np.full(len(pending), run_cost(config, inputs.pending_docs, eligible))
-    else:
-        build = config.costs.run_s(1, inputs.pending_docs)
+    rate = float(inputs.pending_rate[eligible].sum())
+    each = config.costs.run_s(1, inputs.pending_docs)  # per shard, run on its own
+    batched = run_cost(config, inputs.pending_docs, eligible)  # every eligible shard at once
+    build = np.full(len(pending), batched) if config.batch else each
     # a new shard jumps the threshold, not the budget; a deployment's initial build (nothing
     # indexed yet) has no budget to wait for
+    new = eligible & inputs.never_indexed
     first = new & ((available >= build) | bool(inputs.never_indexed.all()))
     waiting_first = new & ~first
     if config.batch:
-        rate = float(inputs.pending_rate[eligible].sum())
-        cost = run_cost(config, inputs.pending_docs, eligible)
-        score = _score(rate, inputs)
-        by_rate = np.full(len(pending), score >= plan.threshold * (1 - 1e-9) and rate > 0
-                          and available >= cost) & eligible
+        cost = batched
+        by_rate = np.full(len(pending), _score(rate, inputs) >= plan.threshold * (1 - 1e-9)
+                          and rate > 0 and available >= cost) & eligible
     else:
-        rate = float(inputs.pending_rate[eligible].sum())
-        costs = config.costs
-        each = costs.run_s(1, inputs.pending_docs)
         quiet = max(now - _last_arrival(inputs), 0.0)
         by_rate = eligible & (inputs.pending_rate * quiet >= plan.threshold) & \
             (np.cumsum(np.where(eligible, each, 0.0)) <= available)

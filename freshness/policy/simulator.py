@@ -112,8 +112,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         while upcoming and upcoming[0]["day"] <= polls[0]:
             _charge(upcoming.pop(0), records, run_t, run_c)
     change_days = times / DAY_S
-    # a shard the source adds later has no index yet: its first build is due at once, as for
-    # the sensor (manifest version 0), whatever the budget
+    # a shard the source adds later has no index yet (the sensor: manifest version 0), so its
+    # first build jumps the threshold once the credit covers it
     never = docs_now == 0
     plan: LoopPlan | None = None
     e, p, wake, last_change = 0, 0, math.inf, None
