@@ -1,5 +1,6 @@
 """Simulator: a hand-computable case, budgets respected, and the adaptive policy's edge."""
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -154,6 +155,36 @@ def test_the_sweep_gives_the_same_cells_with_parallel_jobs(tmp_path):
         [(0, 5.0), (0, 20.0), (1, 5.0), (1, 20.0)]
 
 
+def test_the_simulate_command_sweeps_the_reversed_variant_into_its_own_block(tmp_path, capsys):
+    """`freshness simulate --corpus ... --reverse-activity --embed DOC --marker hostile` writes
+    the reversed corpora's table between its own markers and leaves the rest of DOC alone."""
+    import pyarrow.parquet as pq
+
+    from freshness.cli.main import main
+    from freshness.policy import sweep
+
+    rng = np.random.default_rng(4)
+    docs = [(f"{s}/d{i}.md", s) for s in "ab" for i in range(5)]
+    changes = sorted((float(d), *docs[k], "modify") for d, k in
+                     zip(rng.exponential(1, 60).cumsum() ** 2 / 20, rng.integers(0, 10, 60)))
+    snapshot, replay = tables(docs, changes)
+    pq.write_table(snapshot, tmp_path / "snapshot.parquet")
+    pq.write_table(replay, tmp_path / "replay.parquet")
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- sweep:begin -->\nmain table\n<!-- sweep:end -->\n"
+                   "<!-- hostile:begin -->\nold\n<!-- hostile:end -->\ntail\n")
+    assert main(["simulate", "--corpus", f"tiny={tmp_path}", "--reverse-activity",
+                 "--budgets", "20", "--seeds", "0", "--zipfs", "1", "--out",
+                 str(tmp_path / "out"), "--embed", str(doc), "--marker", "hostile"]) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert {c["corpus"] for c in result["cells"]} == {"tiny reversed"}
+    text = doc.read_text()
+    assert "main table" in text and text.endswith("<!-- hostile:end -->\ntail\n")
+    assert text.split("<!-- hostile:begin -->\n")[1].split("<!-- hostile:end -->")[0] == \
+        sweep.render(result)
+    capsys.readouterr()
+
+
 def test_a_shard_added_later_gets_its_first_build_when_the_credit_covers_it():
     """As for the sensor (manifest version 0): a new shard jumps the threshold, not the budget."""
     from freshness.policy.control import LoopConfig
@@ -171,3 +202,49 @@ def test_a_shard_added_later_gets_its_first_build_when_the_credit_covers_it():
     times, _ = adaptive(log, LoopConfig(0.5, costs))  # 10 s of credit by day 20
     first = times[0] / DAY_S
     assert first == pytest.approx(20.0)  # waited for the credit, then built at once
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reversing_the_activity_keeps_the_changes_and_reverses_the_gaps(seed):
+    """The hostile variant: the same changes in the same order, the gaps between commit
+    instants in reverse order, the same horizon; reversing twice gives the log back."""
+    log = synthetic_log(seed)
+    reversed_log = log.with_activity_reversed()
+    instants, moved = np.unique(log.times), np.unique(reversed_log.times)
+    np.testing.assert_allclose(np.diff(moved), np.diff(instants)[::-1])
+    assert np.all(np.diff(reversed_log.times) >= 0)  # still in replay order
+    np.testing.assert_array_equal(reversed_log.docs, log.docs)
+    np.testing.assert_array_equal(reversed_log.deletes, log.deletes)
+    assert reversed_log.horizon == pytest.approx(log.horizon)
+    np.testing.assert_allclose(reversed_log.with_activity_reversed().times, log.times)
+    # commits that shared an instant still share one
+    same = np.diff(log.times) == 0
+    np.testing.assert_array_equal(np.diff(reversed_log.times) == 0, same)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_paced_policies_stay_within_the_budget_when_activity_ramps_down(seed):
+    """On the reversed log too, no paced schedule ever runs ahead of the budget accrued."""
+    log, costs, budget = synthetic_log(seed).with_activity_reversed(), \
+        CostModel(10, 0.01, 1, 0.5), 2.5
+    for policy in PACED:
+        result = simulate(log, policy, budget, costs, budget)
+        assert result.runs >= 3, policy
+        for k in range(1, result.runs + 1):
+            so_far = evaluate(log, result.run_times[:k], result.run_shards[:k], costs)
+            assert so_far.gpu_seconds <= budget * result.run_times[k - 1] / DAY_S + 1e-6
+
+
+def test_the_sweep_reports_the_oracle_at_each_loops_own_spend():
+    """Spending less than the budget, a loop is compared with the oracle at its own spend
+    too: that oracle serves no fewer stale retrievals than the oracle at the whole budget
+    and no more than the loop."""
+    from freshness.policy import sweep
+
+    log = synthetic_log(1)
+    for percent in (5.0, 20.0):
+        row = sweep.cell(log, percent, CostModel(10, 0.01, 1))
+        for policy in sweep.ADAPTIVE:
+            assert row[policy]["spend"] <= 1.0
+            assert row["oracle"]["stale"] - 1e-7 <= row[policy]["oracle_at_spend"] \
+                <= row[policy]["stale"] + 1e-7, (percent, policy)

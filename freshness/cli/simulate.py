@@ -26,7 +26,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="docs/cadence-sweep",
                    help="sweep: writes OUT.json and OUT.md")
     p.add_argument("--embed", help="sweep: also replace the generated table in this markdown "
-                                   "file (between <!-- sweep:begin --> and <!-- sweep:end -->)")
+                                   "file (between <!-- MARKER:begin --> and <!-- MARKER:end -->)")
+    p.add_argument("--marker", default="sweep", help="sweep: the --embed markers' name")
+    p.add_argument("--reverse-activity", action="store_true",
+                   help="sweep: each corpus with the gaps between its commits in reverse order "
+                        "(activity ramps down where it ramped up; named 'NAME reversed')")
     p.add_argument("--jobs", type=int, default=1,
                    help="sweep: processes (one corpus × exponent × seed each; same result)")
     p.add_argument("--policy", default="adaptive", choices=[*POLICIES, "all"])
@@ -54,13 +58,15 @@ def _sweep(args: argparse.Namespace, costs: CostModel) -> int:
         if not folder or not (Path(folder) / "replay.parquet").exists():
             raise ConfigError(f"--corpus {item!r}: pass NAME=FOLDER with FOLDER holding "
                               "snapshot.parquet and replay.parquet")
-        corpora.append(Corpus(name, Path(folder)))
+        corpora.append(Corpus(f"{name} reversed", Path(folder), reverse=True)
+                       if args.reverse_activity else Corpus(name, Path(folder)))
     result = sweep.run(corpora, _numbers(args.budgets), _numbers(args.seeds, int),
                        _numbers(args.zipfs), costs, progress=lambda line: print(line, flush=True),
                        jobs=args.jobs)
     json_path, md_path = sweep.write(result, Path(args.out))
     if args.embed:
-        sweep.embed(sweep.render(result), Path(args.embed))
+        sweep.embed(sweep.render(result), Path(args.embed), f"<!-- {args.marker}:begin -->",
+                    f"<!-- {args.marker}:end -->")
     print(f"wrote {json_path} and {md_path}")
     return 0
 

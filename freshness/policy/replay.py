@@ -9,7 +9,7 @@ listing per shard in its partition range and a per-chunk cost per pending doc.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -120,6 +120,18 @@ class ChangeLog:
         """Distinct change times and, per time, the offset of its first change."""
         times, starts = np.unique(self.times, return_index=True)
         return times, np.append(starts, len(self.times))
+
+    def with_activity_reversed(self) -> ChangeLog:
+        """The same changes in the same order, the gaps between commit instants in reverse
+        order: where this log's activity ramps up, the variant's ramps down (bursts keep their
+        shape). A hostile variant for the evaluation: a plan fitted to the past meets the
+        opposite trend."""
+        instants = np.unique(self.times)
+        if len(instants) < 2:
+            return self
+        moved = instants[0] + np.concatenate([[0.0], np.cumsum(np.diff(instants)[::-1])])
+        times = moved[np.searchsorted(instants, self.times)]
+        return replace(self, times=times, horizon=float(times.max()))
 
     def known_traffic(self, top_k: int = TOP_K) -> np.ndarray:
         """Per-doc retrieval shares as the policy sees them: the top-k docs' own shares, the
