@@ -3,9 +3,10 @@
 Budgets are shares of immediate's spend on each log (so they mean the same on every corpus);
 baselines are calibrated with hindsight, adaptive takes the budget as given, the oracle is the
 clairvoyant limit; `uniform-paced` and `threshold-paced` are the baselines as one could deploy
-them (the budget as given, no hindsight). `render` writes the table (medians over seeds) that
-docs/policy.md embeds; `check_slice` recomputes a cheap slice so a test notices when the
-committed figures drift.
+them (the budget as given, no hindsight). A corpus can be evaluated with its activity reversed
+(`Corpus(reverse=True)`), so a result that holds for one trend only shows. `render` writes the
+table (medians over seeds) that docs/policy.md embeds; `check_slice` recomputes a cheap slice
+so a test notices when the committed figures drift.
 """
 
 from __future__ import annotations
@@ -118,7 +119,6 @@ def check_slice(corpora: Sequence[Corpus], costs: CostModel) -> list[dict]:
                 row[policy].pop("seconds")
             rows.append({"corpus": corpus.name, **row})
     return rows
-
 
 
 def summary(cells: list[dict]) -> list[dict]:
