@@ -27,6 +27,11 @@ SCHEMA = pa.schema([("commit_seq", pa.int32()), ("committed_at", pa.timestamp("u
                     ("content", pa.string())])
 
 
+def zipf_popularity(paths):
+    """Retrieval weight 1/rank by the order the change log lists the docs."""
+    return dict(zip(paths, 1.0 / np.arange(1, len(paths) + 1)))
+
+
 def write_change_log(folder, rng):
     paths = [f"{s}/doc{i}.md" for s in ("a", "b") for i in range(8)]
     snapshot = [(0, T0, p, p.split("/")[0], "add", f"{p} version 0 about topic {i}")
@@ -62,7 +67,7 @@ def zipf_queries_report(rt, folder: Path, paths: list[str], popularity: dict[str
 def test_measured_stale_rate_matches_the_simulator(tmp_path, make_runtime):
     rng = np.random.default_rng(11)
     paths, snapshot, replay, horizon = write_change_log(tmp_path, rng)
-    popularity = dict(zip(paths, 1.0 / np.arange(1, len(paths) + 1)))
+    popularity = zipf_popularity(paths)
 
     source = ReplaySource(snapshot, replay, as_of_seq=0)
     rt = make_runtime(source=source)

@@ -25,6 +25,7 @@ from tests.test_recency_vs_simulator import (
     QUERIES,
     T0,
     write_change_log,
+    zipf_popularity,
     zipf_queries_report,
 )
 
@@ -76,7 +77,7 @@ def replay_through_sensor(rt, source: ReplaySource, horizon: float):
 def test_sensor_decisions_and_stale_rate_match_the_simulator(tmp_path, make_runtime):
     rng = np.random.default_rng(5)
     paths, snapshot, replay, horizon = write_change_log(tmp_path, rng)
-    popularity = dict(zip(paths, 1.0 / np.arange(1, len(paths) + 1)))
+    popularity = zipf_popularity(paths)
     source = ReplaySource(snapshot, replay, as_of_seq=0)
     rt = make_runtime(source=source, budget_gpu_seconds_per_day=BUDGET)
     assert sync(rt, now=T0).ok
@@ -125,7 +126,7 @@ def test_sensor_decisions_match_the_simulator_under_a_binding_credit(tmp_path, m
     the credit, the costs learned from the run records and the plan are one implementation."""
     rng = np.random.default_rng(5)
     paths, snapshot, replay, horizon = write_change_log(tmp_path, rng)
-    popularity = dict(zip(paths, 1.0 / np.arange(1, len(paths) + 1)))
+    popularity = zipf_popularity(paths)
     log = ChangeLog.from_parquet(str(snapshot), str(replay), popularity=popularity,
                                  start=T0.timestamp())
     source = ReplaySource(snapshot, replay, as_of_seq=0)

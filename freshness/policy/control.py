@@ -271,9 +271,13 @@ def _next_check(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan, rate: fl
     if rate > 0 and eligible.any() and math.isfinite(plan.threshold) and not justified:
         times.append(_last_arrival(inputs) + plan.threshold / rate * (1 + 1e-9))
     if eligible.any() and justified and available < cost:
-        per_day = config.budget_gpu_seconds_per_day
-        times.append(now + (cost - available) / per_day * (1 + 1e-9) if per_day > 0 else math.inf)
-    if math.isfinite(first_build) and config.budget_gpu_seconds_per_day > 0:  # a new shard
-        times.append(now + (first_build - available) / config.budget_gpu_seconds_per_day
-                     * (1 + 1e-9))
+        times.append(_credit_covers(config, now, available, cost))
+    if math.isfinite(first_build):  # a new shard's first build
+        times.append(_credit_covers(config, now, available, first_build))
     return max(min(times), now)
+
+
+def _credit_covers(config: LoopConfig, now: float, available: float, cost: float) -> float:
+    """When the budget accruing from `now` lifts the credit to `cost` (never with no budget)."""
+    per_day = config.budget_gpu_seconds_per_day
+    return now + (cost - available) / per_day * (1 + 1e-9) if per_day > 0 else math.inf
