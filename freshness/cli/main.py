@@ -192,10 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> dict:
     """Commands that live in their own modules (name -> module with add_parser/run)."""
+    from freshness.cli import export_history as cli_export_history
     from freshness.cli import repair as cli_repair
     from freshness.cli import simulate as cli_simulate
 
-    return {"simulate": cli_simulate, "repair": cli_repair}
+    return {"simulate": cli_simulate, "repair": cli_repair,
+            "export-history": cli_export_history}
 
 
 COMMANDS = {"sync": cmd_sync, "detect": cmd_detect, "status": cmd_status, "search": cmd_search,
