@@ -42,6 +42,8 @@ class HistoryExport:
     base_commit: str
     end_commit: str
     snapshot_rows: int
+    base_committed_at: datetime | None = None
+    end_committed_at: datetime | None = None
     ops: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
     commits: int = 0
@@ -53,6 +55,11 @@ class HistoryExport:
                 "include": list(source.patterns), "exclude": list(source.exclude),
                 "shard_depth": source.shard_depth, "since": since.isoformat(),
                 "base_commit": self.base_commit, "end_commit": self.end_commit,
+                "base_committed_at": _iso(self.base_committed_at),
+                "end_committed_at": _iso(self.end_committed_at),
+                "window_days": round((self.end_committed_at - self.base_committed_at)
+                                     .total_seconds() / 86_400, 3)
+                if self.base_committed_at and self.end_committed_at else 0.0,
                 "snapshot_rows": self.snapshot_rows, "replay_ops": dict(self.ops),
                 "first_parent_commits_after_base": self.commits,
                 "commits_with_doc_changes": self.commits_with_changes,
@@ -126,7 +133,7 @@ def export_history(source: GitSource, since: datetime, out: str | Path) -> Histo
         present[rel] = found[0]
         _append(snapshot, base, _when(base), 0, rel, found[0], "add", found[1])
     replay = {name: [] for name in REPLAY_SCHEMA.names}
-    done = HistoryExport(str(base.id), str(chain[-1].id), len(present))
+    done = HistoryExport(str(base.id), str(chain[-1].id), len(present), _when(base))
     clock = _when(base)
     for seq, commit in enumerate(chain[start + 1:], start=1):
         before = len(replay["path"])
@@ -149,6 +156,7 @@ def export_history(source: GitSource, since: datetime, out: str | Path) -> Histo
             _append(replay, commit, clock, seq, rel, found[0], op, found[1])
         done.commits += 1
         done.commits_with_changes += len(replay["path"]) > before
+    done.end_committed_at = clock
     done.ops.update(replay["op"])
     done.skipped = reader.skipped
     out = Path(out)
@@ -158,6 +166,10 @@ def export_history(source: GitSource, since: datetime, out: str | Path) -> Histo
                        compression="zstd")
     (out / "summary.json").write_text(json.dumps(done.summary(source, since), indent=1) + "\n")
     return done
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
 
 
 def _deltas(source: GitSource, old, new) -> dict:
