@@ -74,3 +74,21 @@ def test_a_pending_shard_polled_often_keeps_its_history(tmp_path, monkeypatch):
     assert covered_from == T0  # nothing dropped: the first row still starts at the first poll
     assert rows["polled_at"][-1].as_py() == polls[-1][0]
     assert sum(n for _, n in polls) == sum(rows["changed"].to_pylist())
+
+
+def test_a_history_from_before_shard_share_loads_with_the_column_null(tmp_path):
+    """Rate histories written before polls recorded the shard's retrieval share still load
+    (the plan then weighs their changes at the share now) and grow with the new column."""
+    store = StateStore(str(tmp_path / "state"))
+    old = pa.schema([f for f in rate_history.RATE_SCHEMA if f.name != "shard_share"])
+    rows = [{"polled_at": T0, "interval_days": 1.0, "docs": 4, "changed": 2,
+             "rate_per_doc_day": 0.5, "cusum": 0.0, "spike": False}]
+    store.write_table(pa.Table.from_pylist(rows, old), *rate_history.layout.rate_history_path("s"))
+    history = RateHistory(store)
+    loaded = history.load("s")
+    assert loaded.schema == rate_history.RATE_SCHEMA
+    assert loaded["shard_share"].to_pylist() == [None] and loaded["changed"].to_pylist() == [2]
+    docs = pa.Table.from_pylist([{"doc_id": "s/a.md", "doc_hash": "h",
+                                  "updated_at": T0 + timedelta(days=2)}], LISTING_SCHEMA)
+    history.record(Listing("s", docs, T0 + timedelta(days=2), complete=True), shard_share=0.25)
+    assert history.load("s")["shard_share"].to_pylist() == [None, 0.25]

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,6 +24,7 @@ from freshness.util.timeutil import DAY_S, as_utc
 from sensors.source_change_sensor import policy_tick
 from tests.test_recency_vs_simulator import (
     QUERIES,
+    SCHEMA,
     T0,
     write_change_log,
     zipf_popularity,
@@ -53,21 +55,27 @@ def write_known_traffic(rt, log: ChangeLog) -> None:
          for i, s in enumerate(log.shard_names)}))
 
 
-def replay_through_sensor(rt, source: ReplaySource, horizon: float):
+def replay_through_sensor(rt, source: ReplaySource, horizon: float, before_tick=None):
     """Tick the real sensor every TICK_DAYS over the replayed source and run what it asks for
     (one batched run: what the run's asset does, at the replay clock): (ticks, decisions as
-    (seconds since T0, shards))."""
+    (seconds since T0, shards)). `before_tick(at)`: called before each tick."""
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("shards", ["a", "b"])
+    instance.add_dynamic_partitions("shards", ["a", "b", "c"])
     ticks = [T0 + timedelta(days=TICK_DAYS * k) for k in range(int(horizon // TICK_DAYS) + 1)]
     cursor, decided = None, []
     for at in ticks:
         source.seek(at=at)
+        if before_tick is not None:
+            before_tick(at)
         result = policy_tick(dg.build_sensor_context(instance=instance, cursor=cursor),
                              Fixed(rt), at)
         cursor = result.cursor
-        if result.run_requests:
-            (request,) = result.run_requests  # one batched run
+        policy = [r for r in result.run_requests if "freshness/shards" in r.tags]
+        for retire in (r for r in result.run_requests if r not in policy):
+            assert retire.run_key == f"retire-{retire.partition_key}"  # a shard gone whole
+            assert sync(rt, [retire.partition_key], now=at).ok
+        if policy:
+            (request,) = policy  # one batched run
             shards = request.tags["freshness/shards"].split(",")
             decided.append(((at - T0).total_seconds(), shards))
             assert sync(rt, shards, now=at).ok
@@ -155,3 +163,78 @@ def test_sensor_decisions_match_the_simulator_under_a_binding_credit(tmp_path, m
     print(f"binding credit: {len(decided)} runs ({len(ample)} with an ample budget)")
     spent = np.cumsum([run_cost_of(r) for r in records[1:]])
     assert (spent <= budget * np.array([r["day"] for r in records[1:]]) + 1e-9).all()
+
+
+def write_changing_shards_log(folder, rng):
+    """Shards whose size moves: `a` steady, `b` removed whole on day 12, `c` added on day 3
+    and growing; edits everywhere while the docs exist."""
+    docs = {"a": [f"a/doc{i}.md" for i in range(8)], "b": [f"b/doc{i}.md" for i in range(8)],
+            "c": [f"c/doc{i}.md" for i in range(8)]}
+    snapshot = [(0, T0, p, p[0], "add", f"{p} version 0") for p in docs["a"] + docs["b"]]
+    events = [(3.0, p, "add") for p in docs["c"][:5]] + [(7.0, p, "add") for p in docs["c"][5:]]
+    events += [(12.0, p, "delete") for p in docs["b"]]
+    for t in rng.uniform(0.1, 19.5, 40):
+        alive = docs["a"] + (docs["b"] if t < 12 else []) + \
+            (docs["c"][:5] if t > 3 else []) + (docs["c"][5:] if t > 7 else [])
+        events.append((float(t), str(rng.choice(alive)), "modify"))
+    events.sort()
+    changes = [(k + 1, T0 + timedelta(days=t), p, p[0], op,
+                None if op == "delete" else f"{p} version {k + 1}")
+               for k, (t, p, op) in enumerate(events)]
+    for name, rows in (("snapshot", snapshot), ("replay", changes)):
+        pq.write_table(pa.Table.from_pylist([dict(zip(SCHEMA.names, r)) for r in rows], SCHEMA),
+                       folder / f"{name}.parquet")
+    paths = docs["a"] + docs["b"] + docs["c"]
+    return paths, folder / "snapshot.parquet", folder / "replay.parquet", events[-1][0]
+
+
+def test_the_plan_weighs_each_change_as_its_poll_saw_the_shard(tmp_path, make_runtime):
+    """A change is worth its shard's mean share per doc as the poll that saw it found the shard
+    (its docs and the retrieval share recency had measured then), whatever the shard became
+    later. Before, every past change was re-weighed at the shard's size now: a shard removed
+    later weighed each of its past changes at its whole share, and the plan, expecting far more
+    runs than the rule makes, set the threshold tens of times too high (PowerShell-Docs: 0.6
+    of the budget spent, 3x the stale retrievals). Sensor and simulator plan the same."""
+    rng = np.random.default_rng(3)
+    paths, snapshot, replay, horizon = write_changing_shards_log(tmp_path, rng)
+    log = ChangeLog.from_parquet(str(snapshot), str(replay), popularity=zipf_popularity(paths),
+                                 start=T0.timestamp())
+    q = log.known_traffic()
+    source = ReplaySource(snapshot, replay, as_of_seq=0)
+    rt = make_runtime(source=source, budget_gpu_seconds_per_day=BUDGET)
+
+    def measured_traffic(at):  # what recency measures: the shares of the docs that exist
+        alive = np.zeros(len(q), bool)
+        alive[log.initial_docs] = True
+        for t, d, gone in zip(log.times, log.docs, log.deletes):
+            if t <= (at - T0).total_seconds():
+                alive[d] = not gone
+        write_traffic(rt.store, Traffic(
+            {s: float(q[alive & (log.doc_shard == i)].sum())
+             for i, s in enumerate(log.shard_names) if (alive & (log.doc_shard == i)).any()},
+            {s: {log.doc_ids[d]: float(q[d]) for d in np.flatnonzero(alive & (log.doc_shard == i))}
+             for i, s in enumerate(log.shard_names)}))
+
+    measured_traffic(T0)
+    assert sync(rt, now=T0).ok
+    ticks, decided = replay_through_sensor(rt, source, horizon, before_tick=measured_traffic)
+    assert len(decided) >= 5
+    summaries, _ = cadence.observe(rt, rt.source.change_tokens(), {}, [])
+    assert "b" not in {s.shard for s in summaries if s.docs}  # removed: no docs now
+    poll_s = np.array([(t - T0).total_seconds() for t in ticks])
+    seen = []
+    adaptive(log, LoopConfig(BUDGET, CostModel()), poll_times=poll_s, replan_days=0.0,
+             planner=lambda config, inputs: seen.append(inputs) or plan_threshold(config, inputs))
+    last = [i for i in seen if math.isclose(i.now_days, poll_s[-1] / DAY_S)][-1]
+    # `a` (8 docs throughout) has the highest mean share per doc; before, each of `b`'s past
+    # changes weighed b's whole share (0.18) once b was gone, twice a's mean
+    densest = float(q[log.doc_shard == log.shard_names.index("a")].sum()) / 8
+    assert last.arrival_rate.max() == pytest.approx(densest)
+    for budget in (2.0, 5.0, 10.0):
+        config = LoopConfig(budget, CostModel())
+        inputs = cadence.decide(summaries, ticks[-1], budget, rt.store, CostModel(),
+                                learn=False, start=T0, state=rt.shard_state()).inputs
+        assert sorted(inputs.arrival_rate) == pytest.approx(sorted(last.arrival_rate))
+        sensor, simulated = plan_threshold(config, inputs), plan_threshold(config, last)
+        assert 0 < sensor.threshold < math.inf, (budget, sensor)
+        assert sensor.threshold == pytest.approx(simulated.threshold, rel=1e-9), budget

@@ -16,6 +16,7 @@ from freshness.runtime import Runtime
 from freshness.sources.base import Discovery
 from freshness.state.manifest import PENDING_DOCS_SCHEMA
 from freshness.state.rate_history import RateHistory
+from freshness.state.traffic import traffic_shares
 from freshness.util.duck import registered
 from freshness.util.timeutil import DAY_S, as_utc, iso
 
@@ -92,11 +93,13 @@ def _latest_change(changes: pa.Table, pending: pa.Table) -> datetime | None:
     return max((t for t in times if t is not None), default=None)
 
 
-def detect_shard(rt: Runtime, shard: str, record_rate: bool = True) -> PendingSummary:
-    """Diff one shard's listing against its manifest; record the result and the poll."""
+def detect_shard(rt: Runtime, shard: str, record_rate: bool = True,
+                 shard_share: float | None = None) -> PendingSummary:
+    """Diff one shard's listing against its manifest; record the result and the poll (with
+    the shard's retrieval share, `shard_share`, when recency has measured one)."""
     state = rt.shard_state()
     listing = rt.source.listing(shard)
-    rate = RateHistory(rt.store).record(listing) if record_rate else None
+    rate = RateHistory(rt.store).record(listing, shard_share) if record_rate else None
     manifest = state.load(shard)
     changes = diff_docs(listing.docs, manifest.chunks, listing.complete, listing.skipped_doc_ids)
     counts = {k: 0 for k in ("added", "modified", "deleted", "unchanged")}
@@ -127,15 +130,17 @@ def detect(rt: Runtime, shards: Sequence[str] | None = None
     rt.source.refresh()
     discovery = rt.source.discover()
     targets = list(shards) if shards is not None else discovery.shards
-    found = (detect_shard_or_none(rt, s) for s in targets)
+    shares = traffic_shares(rt.store) or {}
+    found = (detect_shard_or_none(rt, s, shares.get(s)) for s in targets)
     return discovery, [p for p in found if p is not None]
 
 
-def detect_shard_or_none(rt: Runtime, shard: str) -> PendingSummary | None:
+def detect_shard_or_none(rt: Runtime, shard: str, shard_share: float | None = None
+                         ) -> PendingSummary | None:
     """`detect_shard`, or None (logged) when the shard's state is damaged: one shard never
     hides the others' changes; its sync names the fix (`freshness repair`)."""
     try:
-        return detect_shard(rt, shard)
+        return detect_shard(rt, shard, shard_share=shard_share)
     except FreshnessError as exc:
         log.error("shard %s: detection failed: %s", shard, exc)
         return None

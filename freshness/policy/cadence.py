@@ -67,13 +67,14 @@ def observe(rt: Runtime, tokens: dict[str, str], known_tokens: dict[str, str],
     last recorded summary for the rest (unchanged and fully embedded)."""
     moved = [s for s, t in tokens.items() if known_tokens.get(s) != t]
     scan = sorted(set(moved) | (set(pending) & set(tokens)))
-    summaries = {s: detect_shard_or_none(rt, s) for s in scan}
+    shares = traffic_shares(rt.store) or {}  # recorded with each poll (what a change was worth)
+    summaries = {s: detect_shard_or_none(rt, s, shares.get(s)) for s in scan}
     state = rt.shard_state()
     for shard in tokens:
         if shard not in summaries:
             stored = state.read_pending(shard)
             summaries[shard] = PendingSummary.from_dict(stored) if stored else \
-                detect_shard_or_none(rt, shard)
+                detect_shard_or_none(rt, shard, shares.get(shard))
     return [summaries[s] for s in sorted(summaries) if summaries[s] is not None], scan
 
 
@@ -105,21 +106,30 @@ def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | Non
 def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: Traffic | None,
               since: datetime) -> tuple[np.ndarray, np.ndarray]:
     """One arrival per doc each poll saw changed (rate history), at the poll's time, each worth
-    its shard's mean share per doc (`arrival_mass`), in time order: what K is planned on."""
+    its shard's mean share per doc (`arrival_mass`) as the poll saw the shard (its docs and, when
+    recorded, its retrieval share then; else the share now), in time order: what K is planned
+    on. Shards the source no longer has count too: their changes were part of the past."""
     history = RateHistory(store)
     total_docs = sum(max(s.docs, 1) for s in summaries) or 1
     days, rates = [], []
-    for s in summaries:
-        rows = history.load(s.shard)
+    for shard in sorted({s.shard for s in summaries} | set(history.shards())):
+        rows = history.load(shard)
         if not rows.num_rows:
             continue
         rows = rows.filter(pc.and_(pc.greater(rows["polled_at"], since),
                                    pc.greater(rows["changed"], 0)))
-        share = traffic.shards.get(s.shard, 0.0) if traffic else max(s.docs, 1) / total_docs
+        docs = np.asarray(rows["docs"].to_pylist(), dtype=float)
+        if traffic is None:  # no request logs yet: every doc of the corpus weighs the same
+            share = np.maximum(docs, 1) / total_docs
+        else:  # the share recorded with the poll, else the share now
+            share_now = traffic.shards.get(shard, 0.0)
+            share = np.array([share_now if x is None else x
+                              for x in rows["shard_share"].to_pylist()], dtype=float)
         changed = np.asarray(rows["changed"].to_pylist(), dtype=np.int64)
         at = np.array([_days(t) for t in rows["polled_at"].to_pylist()], dtype=float)
+        mass = arrival_mass(1.0, share, docs)
         days.extend(np.repeat(at, changed).tolist())  # one arrival per changed doc
-        rates.extend([float(arrival_mass(1.0, share, s.docs))] * int(changed.sum()))
+        rates.extend(np.repeat(mass, changed).tolist())
     order = np.argsort(days, kind="stable")
     return np.asarray(days, float)[order], np.asarray(rates, float)[order]
 

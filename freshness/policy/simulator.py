@@ -95,11 +95,13 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     oldest = np.full(shards, np.nan)
     last_run = np.full(shards, np.nan)
     arrivals_t = np.zeros(len(log.times))
-    arrivals_s = np.zeros(len(log.times), np.int64)
-    share = np.bincount(log.doc_shard, weights=q, minlength=shards)  # per shard, as recency has it
+    arrivals_m = np.zeros(len(log.times))  # each worth its shard's mean share at the poll
     alive = np.zeros(len(q), bool)
     alive[log.initial_docs] = True
     docs_now = np.bincount(log.doc_shard[log.initial_docs], minlength=shards).astype(float)
+    # per shard, its retrieval share as recency measures it now: its existing docs' shares
+    share = np.bincount(log.doc_shard[log.initial_docs], weights=q[log.initial_docs],
+                        minlength=shards)
     deletes = log.deletes.tolist()
     n_arrivals = 0
     touched: set[int] = set()  # docs changed since the previous poll
@@ -131,6 +133,7 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                 if alive[d] == deletes[c]:  # an add or a delete: the shard's doc count moves
                     alive[d] = not deletes[c]
                     docs_now[doc_shard[c]] += -1 if deletes[c] else 1
+                    share[doc_shard[c]] += -q[d] if deletes[c] else q[d]
                 if not pending[d]:
                     s = doc_shard[c]
                     pending[d] = True
@@ -143,17 +146,18 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             e += 1
         if now == poll:
             p += 1
-        for d in sorted(touched):  # what the poll's rate history row counts
+        for d in sorted(touched):  # what the poll's rate history row counts, and records
             if alive[d]:
-                arrivals_t[n_arrivals], arrivals_s[n_arrivals] = now, log.doc_shard[d]
+                s = log.doc_shard[d]
+                arrivals_t[n_arrivals] = now
+                arrivals_m[n_arrivals] = arrival_mass(1.0, share[s], docs_now[s])
                 n_arrivals += 1
         touched.clear()
-        seen = arrivals_s[:n_arrivals]  # the plan counts changes at the shards' mean shares now
         # the known shares are exact (an unbounded query stream): no prior to mix in
         weighed = pending_rate(rate, count, float(np.maximum(docs_now, 1).sum()), None)
         inputs = LoopInputs(log.shard_names, count, weighed, oldest, last_run, never, now, 0.0,
                             np.array(run_t), np.array(run_c), arrivals_t[:n_arrivals],
-                            arrival_mass(1.0, share[seen], docs_now[seen]), last_change)
+                            arrivals_m[:n_arrivals], last_change)
         tick = config if realized is None else replace(
             config, costs=learned_costs(records, config.costs))
         if config.fixed_threshold is None and (plan is None

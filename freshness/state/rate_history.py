@@ -36,6 +36,9 @@ RATE_SCHEMA = pa.schema([
     ("rate_per_doc_day", pa.float64()),
     ("cusum", pa.float64()),
     ("spike", pa.bool_()),
+    # the shard's retrieval share (recency's traffic file) when the poll ran; null without one.
+    # With `docs`, what a change seen at this poll was worth on average, as it was then
+    ("shard_share", pa.float64()),
 ])
 MAX_ROWS = 5000
 MERGE_DAYS = 1.0  # consecutive polls that saw no change share one row, up to this long
@@ -87,7 +90,13 @@ class RateHistory:
         history restarts, which only widens the rate estimate's prior for a while)."""
         try:
             table = self.store.read_table(*self._path(shard))
-            return RATE_SCHEMA.empty_table() if table is None else table.cast(RATE_SCHEMA)
+            if table is None:
+                return RATE_SCHEMA.empty_table()
+            for name in RATE_SCHEMA.names:  # a file from an older version: the column is null
+                if name not in table.column_names and RATE_SCHEMA.field(name).nullable:
+                    table = table.append_column(RATE_SCHEMA.field(name),
+                                                pa.nulls(table.num_rows, pa.float64()))
+            return table.select(RATE_SCHEMA.names).cast(RATE_SCHEMA)
         except (StateError, KeyError, ValueError, pa.ArrowInvalid) as exc:
             log.warning("ignoring damaged rate history of shard %s: %s", shard, exc)
             return RATE_SCHEMA.empty_table()
@@ -136,8 +145,9 @@ class RateHistory:
             self.store.write_table(hashes, *layout.poll_hashes_path(listing.shard))
         return changed
 
-    def record(self, listing: Listing) -> RatePoint:
-        """Append this poll (a listing) to the shard's history and return the new estimate."""
+    def record(self, listing: Listing, shard_share: float | None = None) -> RatePoint:
+        """Append this poll (a listing) to the shard's history and return the new estimate;
+        `shard_share`: the shard's retrieval share now, if recency has measured one."""
         rows, now = self.load(listing.shard), as_utc(listing.scanned_at)
         updated = listing.docs["updated_at"]
         if rows.num_rows:
@@ -155,7 +165,8 @@ class RateHistory:
         spike = bool(baseline) and cusum.update(changed, listing.docs.num_rows * interval)
         row = {"polled_at": now, "interval_days": interval, "docs": listing.docs.num_rows,
                "changed": changed, "rate_per_doc_day": 0.0,
-               "cusum": 0.0 if spike else cusum.statistic, "spike": spike}
+               "cusum": 0.0 if spike else cusum.statistic, "spike": spike,
+               "shard_share": shard_share}
         if _extends_quiet_row(rows, row):  # one row per quiet stretch, not one per poll
             row["interval_days"] += float(rows["interval_days"][-1].as_py())
             rows = rows.slice(0, rows.num_rows - 1)
