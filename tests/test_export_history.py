@@ -12,6 +12,7 @@ simulator reads the result.
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -195,3 +196,29 @@ def test_bad_input_names_the_fix(tmp_path, capsys):
                 "--out", str(tmp_path / "out")]) == 2
     assert "is not a git repository" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    (tmp_path / "a-file").write_text("not a folder")
+    assert cli(["export-history", "--path", str(tmp_path / "repo.git"), "--since", "2000-01-01",
+                "--out", str(tmp_path / "a-file")]) == 2
+    assert "is a file: pass a folder" in capsys.readouterr().err
+    assert cli(["export-history", "--path", str(tmp_path / "repo.git"), "--ref", "nope",
+                "--since", "2000-01-01", "--out", str(tmp_path / "out")]) == 2
+    assert "git ref 'nope' not found" in capsys.readouterr().err
+
+
+def test_a_shallow_clone_says_its_history_is_cut(tmp_path):
+    """A shallow clone has no commits before its boundary: the export starts there and says so
+    in the summary instead of passing a later start off as the requested one."""
+    history = History(tmp_path)
+    for day in range(6):
+        history.commit([("write", PATHS[day % 3], "", day)], 86_400, False)
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--bare", "--depth", "3",
+                    f"file://{tmp_path / 'repo.git'}", str(shallow)], check=True)
+    source = GitSource(str(shallow), ref="main", subdir="docs")
+    early = datetime.fromtimestamp(T0, timezone.utc)
+    done = export_history(source, early, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["shallow_history_before_base"] and done.commits == 2
+    full = export_history(GitSource(str(tmp_path / "repo.git"), ref="main", subdir="docs"),
+                          early, tmp_path / "full")
+    assert not full.truncated and full.commits == 5

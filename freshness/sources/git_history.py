@@ -49,6 +49,7 @@ class HistoryExport:
     commits: int = 0
     commits_with_changes: int = 0
     clock_clamped: int = 0  # commits dated before their first parent: moved up to it
+    truncated: bool = False  # a shallow clone: the history before its boundary is missing
 
     def summary(self, source: GitSource, since: datetime) -> dict:
         return {"source": source.path, "ref": source.ref, "subdir": source.subdir,
@@ -65,6 +66,7 @@ class HistoryExport:
                 "commits_with_doc_changes": self.commits_with_changes,
                 "skipped_versions": dict(self.skipped),
                 "commit_dates_clamped": self.clock_clamped,
+                "shallow_history_before_base": self.truncated,
                 "extraction_rule": "freshness.sources.git_history (GitSource's doc and shard "
                                    "rule; first-parent chain, no rename detection)"}
 
@@ -113,6 +115,10 @@ def _when(commit) -> datetime:
 def export_history(source: GitSource, since: datetime, out: str | Path) -> HistoryExport:
     """Write OUT/snapshot.parquet (the docs at the first first-parent commit at or after
     `since`), OUT/replay.parquet (every later change in commit order) and OUT/summary.json."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SourceError(f"--out {str(out)!r} is a file: pass a folder for snapshot.parquet, "
+                          "replay.parquet and summary.json")
     chain = _first_parent_chain(source)
     start = next((i for i, c in enumerate(chain) if _when(c) >= since), None)
     if start is None:
@@ -134,6 +140,8 @@ def export_history(source: GitSource, since: datetime, out: str | Path) -> Histo
         _append(snapshot, base, _when(base), 0, rel, found[0], "add", found[1])
     replay = {name: [] for name in REPLAY_SCHEMA.names}
     done = HistoryExport(str(base.id), str(chain[-1].id), len(present), _when(base))
+    # a shallow clone ends its chain early: a --since before the boundary starts at the boundary
+    done.truncated = bool(source.repo.is_shallow) and start == 0 and _when(base) > since
     clock = _when(base)
     for seq, commit in enumerate(chain[start + 1:], start=1):
         before = len(replay["path"])
@@ -159,7 +167,6 @@ def export_history(source: GitSource, since: datetime, out: str | Path) -> Histo
     done.end_committed_at = clock
     done.ops.update(replay["op"])
     done.skipped = reader.skipped
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("snapshot", snapshot), ("replay", replay)):
         pq.write_table(pa.table(rows, REPLAY_SCHEMA), out / f"{name}.parquet",
