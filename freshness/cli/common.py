@@ -22,6 +22,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
+def add_selection_options(group) -> None:
+    """Which files of a folder or git repository are docs, and their shards (the sources' rule;
+    also what `export-history` replays)."""
+    group.add_argument("--ref", help="git source: branch, tag or commit (default HEAD)")
+    group.add_argument("--subdir", help="git source: the folder of the repository to index")
+    group.add_argument("--include", help="folder/git: comma-separated globs to index "
+                       "(default *.md,*.markdown,*.txt,*.rst; with '/' a glob matches the path)")
+    group.add_argument("--exclude", help="folder/git: comma-separated globs to leave out")
+    group.add_argument("--shard-depth", type=int, help="folder/git: folder levels per shard "
+                       "name (2: tenants/acme)")
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where (defaults from FRESHNESS_* variables)")
     group.add_argument("--source", choices=list(SOURCE_KINDS))
@@ -30,13 +42,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--table", help="table name inside a DuckDB file or PostgreSQL database")
     group.add_argument("--dsn", help="postgres source: connection string (or "
                        "FRESHNESS_SOURCE_DSN, which keeps it out of the process list)")
-    group.add_argument("--ref", help="git source: branch, tag or commit (default HEAD)")
-    group.add_argument("--subdir", help="git source: the folder of the repository to index")
-    group.add_argument("--include", help="folder/git: comma-separated globs to index "
-                       "(default *.md,*.markdown,*.txt,*.rst; with '/' a glob matches the path)")
-    group.add_argument("--exclude", help="folder/git: comma-separated globs to leave out")
-    group.add_argument("--shard-depth", type=int, help="folder/git: folder levels per shard "
-                       "name (2: tenants/acme)")
+    add_selection_options(group)
     group.add_argument("--snapshot", help="replay source: snapshot.parquet")
     group.add_argument("--replay", help="replay source: replay.parquet")
     group.add_argument("--as-of-seq", type=int, help="replay source: state after this commit")

@@ -6,6 +6,7 @@ import argparse
 import json
 from datetime import datetime, timezone
 
+from freshness.cli.common import add_selection_options
 from freshness.errors import ConfigError
 from freshness.sources.files import DEFAULT_PATTERNS, split_globs
 
@@ -16,13 +17,8 @@ def add_parser(sub) -> None:
         help="write a git repository's history (snapshot + every change) as a replay corpus: "
              "then `freshness simulate --corpus NAME=OUT` picks a budget from your own history")
     p.add_argument("--path", required=True, help="a git clone or bare repository")
-    p.add_argument("--ref", help="branch, tag or commit whose first-parent history is replayed "
-                                 "(default HEAD)")
-    p.add_argument("--subdir", help="the folder of the repository that is the corpus")
-    p.add_argument("--include", help="comma-separated globs of docs (default *.md,*.markdown,"
-                                     "*.txt,*.rst; with '/' a glob matches the path)")
-    p.add_argument("--exclude", help="comma-separated globs to leave out")
-    p.add_argument("--shard-depth", type=int, default=1, help="folder levels per shard name")
+    add_selection_options(p)  # --ref (its first-parent history), --subdir, globs, shard depth
+    p.set_defaults(shard_depth=1)
     p.add_argument("--since", required=True,
                    help="start date (ISO, UTC if no zone): the snapshot is the first commit at "
                         "or after it")

@@ -122,9 +122,7 @@ def _arrivals(store: StateStore, summaries: Sequence[PendingSummary], traffic: T
         if traffic is None:  # no request logs yet: every doc of the corpus weighs the same
             share = np.maximum(docs, 1) / total_docs
         else:  # the share recorded with the poll, else the share now
-            share_now = traffic.shards.get(shard, 0.0)
-            share = np.array([share_now if x is None else x
-                              for x in rows["shard_share"].to_pylist()], dtype=float)
+            share = rows["shard_share"].fill_null(traffic.shards.get(shard, 0.0)).to_numpy()
         changed = np.asarray(rows["changed"].to_pylist(), dtype=np.int64)
         at = np.array([_days(t) for t in rows["polled_at"].to_pylist()], dtype=float)
         mass = arrival_mass(1.0, share, docs)

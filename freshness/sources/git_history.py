@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from freshness.errors import SourceError
-from freshness.sources.files import decode_text, oversize
 from freshness.sources.git import GitSource, _hidden
 from freshness.util.shard_names import shard_name_problem
 
@@ -87,11 +86,7 @@ class _Reader:
         if shard_name_problem(shard) is not None:
             self.skipped["bad shard name"] += 1
             return None
-        blob = source.repo[blob_id]
-        if oversize(blob.size, source.max_doc_bytes):
-            self.skipped["too big"] += 1
-            return None
-        text, reason = decode_text(blob.data)
+        text, reason = source._load(str(blob_id))  # the source's size limit and UTF-8 rule
         if text is None:
             self.skipped[(reason or "unreadable").split(":")[0]] += 1
             return None
@@ -158,8 +153,6 @@ def export_history(source: GitSource, since: datetime, out: str | Path) -> Histo
                     _append(replay, commit, clock, seq, rel, present.pop(rel), "delete", None)
                 continue
             op = "modify" if rel in present else "add"
-            if op == "modify" and present[rel] != found[0]:  # cannot happen: shard from path
-                raise SourceError(f"{rel} changed shard")
             present[rel] = found[0]
             _append(replay, commit, clock, seq, rel, found[0], op, found[1])
         done.commits += 1
@@ -181,7 +174,8 @@ def _iso(when: datetime | None) -> str | None:
 
 def _deltas(source: GitSource, old, new) -> dict:
     """path -> (new blob id or None when gone, mode) for every path a commit touched below
-    the subdir; an unchanged blob (a mode-only change) is not a change."""
+    the subdir (no rename detection: a delta's old and new path are the same); an unchanged
+    blob (a mode-only change) is not a change."""
     if new is None and old is None:
         return {}
     if old is None or new is None:  # the subdir appears or vanishes
@@ -194,8 +188,6 @@ def _deltas(source: GitSource, old, new) -> dict:
         if not gone and delta.old_file.id == delta.new_file.id \
                 and delta.old_file.mode in REGULAR_MODES and delta.new_file.mode in REGULAR_MODES:
             continue
-        if delta.old_file.path != delta.new_file.path:
-            changes.setdefault(delta.old_file.path, (None, 0))
         changes[delta.new_file.path] = (None, 0) if gone else \
             (delta.new_file.id, delta.new_file.mode)
     return changes
