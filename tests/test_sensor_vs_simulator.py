@@ -223,8 +223,11 @@ def test_the_plan_weighs_each_change_as_its_poll_saw_the_shard(tmp_path, make_ru
     assert "b" not in {s.shard for s in summaries if s.docs}  # removed: no docs now
     poll_s = np.array([(t - T0).total_seconds() for t in ticks])
     seen = []
-    adaptive(log, LoopConfig(BUDGET, CostModel()), poll_times=poll_s, replan_days=0.0,
-             planner=lambda config, inputs: seen.append(inputs) or plan_threshold(config, inputs))
+    times, shards = adaptive(
+        log, LoopConfig(BUDGET, CostModel()), poll_times=poll_s, replan_days=0.0,
+        planner=lambda config, inputs: seen.append(inputs) or plan_threshold(config, inputs))
+    simulated = [(float(t), [log.shard_names[i] for i in s]) for t, s in zip(times, shards)]
+    assert decided == simulated  # `b`, retired by the sensor, rides in no run of either
     last = [i for i in seen if math.isclose(i.now_days, poll_s[-1] / DAY_S)][-1]
     # `a` (8 docs throughout) has the highest mean share per doc; before, each of `b`'s past
     # changes weighed b's whole share (0.18) once b was gone, twice a's mean

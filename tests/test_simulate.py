@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from freshness.policy.planner import CostModel
 from freshness.policy.simulator import ChangeLog, calibrate, evaluate, simulate
@@ -248,3 +250,114 @@ def test_the_sweep_reports_the_oracle_at_each_loops_own_spend():
             assert row[policy]["spend"] <= 1.0
             assert row["oracle"]["stale"] - 1e-7 <= row[policy]["oracle_at_spend"] \
                 <= row[policy]["stale"] + 1e-7, (percent, policy)
+
+
+def test_a_shard_removed_whole_is_retired_at_once_for_every_schedule():
+    """As the sensor does (a `retire-` run, outside the budget): once a shard's last doc goes,
+    its deletions are no longer served, whatever the schedule; if it comes back it is a new
+    shard (its first build jumps the threshold). A source emptied whole retires nothing."""
+    from freshness.policy.control import LoopConfig
+    from freshness.policy.simulator import adaptive
+
+    snap, changes = tables([("a/1", "a"), ("b/1", "b"), ("b/2", "b")],
+                           [(1.0, "a/1", "a", "modify"), (5.0, "b/1", "b", "delete"),
+                            (5.0, "b/2", "b", "delete"), (20.0, "a/1", "a", "modify")])
+    log = ChangeLog.from_tables(snap, changes)
+    assert log.vanishings()[0].tolist() == [5 * DAY_S]
+    costs = CostModel(10, 0, 1, 0)
+    result = evaluate(log, np.array([10 * DAY_S]), [np.array([0, 1])], costs)
+    # a: stale days 1-10; b/1, b/2: exist days 0-5, retired at 5 (not stale, gone after)
+    assert result.freshness == pytest.approx(1 - 9 / (20 + 5 + 5))
+    assert result.runs == 1 and result.gpu_seconds == 10  # the retirement costs nothing
+    never_by_rate = 1e12  # only first builds run
+    back = ChangeLog.from_tables(*tables(
+        [("a/1", "a"), ("b/1", "b")],
+        [(5.0, "b/1", "b", "delete"), (12.0, "b/3", "b", "add"), (30.0, "a/1", "a", "modify")]))
+    times, shards = adaptive(back, LoopConfig(5.0, costs, fixed_threshold=never_by_rate))
+    assert times.tolist() == [12 * DAY_S] and [back.shard_names[s] for s in shards[0]] == ["b"]
+    emptied = ChangeLog.from_tables(*tables([("b/1", "b")], [(5.0, "b/1", "b", "delete"),
+                                                             (9.0, "b/1", "b", "add")]))
+    assert len(emptied.vanishings()[0]) == 0
+
+
+@st.composite
+def shrinking_logs(draw):
+    """Small logs over three shards whose docs come and go (shards emptied and refilled, ties
+    between change instants), each op consistent with the state before it."""
+    paths = [f"{s}/{i}" for s in "abc" for i in range(3)]
+    alive = {p for p in paths if draw(st.booleans())} or {paths[0]}
+    snapshot = [(p, p[0]) for p in sorted(alive)]
+    changes, day = [], 0.0
+    for _ in range(draw(st.integers(1, 25))):
+        day += draw(st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+        p = draw(st.sampled_from(paths))
+        op = draw(st.sampled_from(["modify", "delete"])) if p in alive else "add"
+        alive.symmetric_difference_update({p} if op != "modify" else set())
+        changes.append((day + 0.1, p, p[0], op))
+    return ChangeLog.from_tables(*tables(snapshot, changes))
+
+
+@given(shrinking_logs(), st.lists(st.tuples(st.floats(0, 80), st.sets(st.integers(0, 2),
+                                                                        min_size=1)),
+                                  max_size=6))
+@settings(max_examples=80, deadline=None)
+def test_retiring_a_shard_is_a_free_run_of_it_when_its_last_doc_goes(log, schedule):
+    """Invariants on random logs and schedules: a retirement happens exactly when a shard's
+    last doc goes while the source keeps some; any schedule scores as if it also ran that shard
+    at that instant, for free; and the loop's own spend accounting matches the evaluator's."""
+    n = len(log.shard_names)
+    alive = np.zeros(len(log.popularity), bool)
+    alive[log.initial_docs] = True
+    expected = []
+    for t in np.unique(log.times):
+        before = np.bincount(log.doc_shard[alive], minlength=n)
+        for c in np.flatnonzero(log.times == t):
+            alive[log.docs[c]] = not log.deletes[c]
+        after = np.bincount(log.doc_shard[alive], minlength=n)
+        expected += [(t, s) for s in range(n) if before[s] and not after[s] and after.sum()]
+    gone_t, gone_s = log.vanishings()
+    assert list(zip(gone_t.tolist(), gone_s.tolist())) == expected
+    costs = CostModel(10, 0.01, 1, 0.5)
+    times = np.array([t * DAY_S for t, _ in schedule])
+    order = np.argsort(times, kind="stable")
+    shards = [np.array(sorted({x % n for x in schedule[i][1]})) for i in order]
+    plain = evaluate(log, times[order], shards, costs)
+    explicit_t = np.concatenate([times[order], gone_t])
+    explicit = sorted(zip(explicit_t.tolist(), range(len(explicit_t))))
+    both = [shards[i] if i < len(shards) else np.array([gone_s[i - len(shards)]])
+            for _, i in explicit]
+    with_runs = evaluate(log, np.array([t for t, _ in explicit]), both, costs)
+    assert with_runs.stale_share == pytest.approx(plain.stale_share, abs=1e-12)
+    assert with_runs.freshness == pytest.approx(plain.freshness, abs=1e-12)
+    assert with_runs.gpu_seconds >= plain.gpu_seconds
+    loop = simulate(log, "adaptive", 4.0, costs, 4.0)
+    rescored = evaluate(log, loop.run_times, loop.run_shards, costs)
+    assert rescored.gpu_seconds == pytest.approx(loop.gpu_seconds)
+    assert loop.gpu_seconds_per_day <= 4.0 + 1e-9
+
+
+@given(shrinking_logs(), st.floats(0.5, 20), st.floats(1e-3, 1e3))
+@settings(max_examples=40, deadline=None)
+def test_the_oracle_is_optimal_and_its_bound_holds_when_shards_vanish(log, budget, price):
+    """Against every batched schedule (brute force over the subsets of change instants), with
+    shards retired for free: the oracle's schedule minimises stale mass + price × GPU seconds
+    and its objective is what the evaluator scores; its Lagrangian bound holds within the
+    budget."""
+    from itertools import combinations
+
+    from freshness.policy.oracle import _oracle_schedule, oracle
+
+    times, _ = log.events()
+    costs = CostModel(10, 0.01, 1, 0)
+    every = np.arange(len(log.shard_names))
+    chosen, objective = _oracle_schedule(log, costs, price)
+    mine = evaluate(log, times[chosen], [every] * len(chosen), costs)
+    assert mine.stale_mass + price * mine.gpu_seconds == pytest.approx(objective, rel=1e-9,
+                                                                      abs=1e-9)
+    bound = oracle(log, budget, costs).lower_bound_stale
+    for k in range(min(len(times), 8) + 1):
+        for subset in combinations(times[:8].tolist(), k):
+            result = evaluate(log, np.array(subset), [every] * k, costs)
+            assert result.stale_mass + price * result.gpu_seconds >= objective * (1 - 1e-9)
+            if result.gpu_seconds_per_day <= budget:
+                assert bound <= result.stale_share + 1e-12, (subset, bound, result)

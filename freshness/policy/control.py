@@ -11,7 +11,7 @@ smallest value whose replay over the past arrivals of stale mass keeps within th
 credit (budget accrued over a sliding window minus what runs spent in it) keeps actual spend
 within the budget. An SLA makes a shard due whatever the budget (the operator's choice); a shard
 never indexed is due as soon as the credit covers the run (a deployment's initial build, with no
-shard indexed yet, at once); `min_interval` holds a shard back.
+shard indexed and nothing spent yet, at once); `min_interval` holds a shard back.
 
 The plan counts each past change at its shard's *mean* retrieval share per doc
 (`arrival_mass`, what the sensor's rate history allows), while the decision uses per-doc shares
@@ -157,7 +157,7 @@ def plan_threshold(config: LoopConfig, inputs: LoopInputs) -> LoopPlan:
     since = max(now - PLAN_WINDOW_DAYS, inputs.start_days)
     recent = (inputs.arrival_days > since) & (inputs.arrival_days <= now)
     days, costs = max(now - since, 1e-9), config.costs
-    fixed = costs.run_s(max(1, len(inputs.shards)) / 2, 0)  # a typical run: half the shards
+    fixed = costs.run_s(max(1, int(_listed(inputs).sum())) / 2, 0)  # a typical run: half
     # what the budget allowed over the window, plus the credit unspent beyond a reserve of
     # RESERVE_RUNS runs (so a run the rule wants is rarely held back for want of credit)
     budgeted = (config.budget_gpu_seconds_per_day * days + START_RUNS * costs.overhead_s
@@ -210,9 +210,10 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
     batched = run_cost(config, inputs.pending_docs, eligible)  # every eligible shard at once
     build = np.full(len(pending), batched) if config.batch else each
     # a new shard jumps the threshold, not the budget; a deployment's initial build (nothing
-    # indexed yet) has no budget to wait for
+    # indexed or spent yet) has no budget to wait for
     new = eligible & inputs.never_indexed
-    first = new & ((available >= build) | bool(inputs.never_indexed.all()))
+    initial = bool(inputs.never_indexed[_listed(inputs)].all()) and not len(inputs.run_days)
+    first = new & ((available >= build) | initial)
     waiting_first = new & ~first
     if config.batch:
         cost = batched
@@ -242,6 +243,12 @@ def decide(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan | None = None
                         _next_check(config, inputs, plan, rate, available, eligible, held,
                                     cost, run.any(), float(build[waiting_first].min())
                                     if waiting_first.any() else math.inf))
+
+
+def _listed(inputs: LoopInputs) -> np.ndarray:
+    """The shards the source lists: all but those with no index and nothing pending (in a
+    replay, shards not added yet or removed whole)."""
+    return ~(inputs.never_indexed & (inputs.pending_docs == 0))
 
 
 def _last_arrival(inputs: LoopInputs) -> float:

@@ -18,10 +18,14 @@ def _oracle_schedule(log: ChangeLog, costs: CostModel, price: float
     """Event indices of the runs minimising stale mass + price × GPU seconds, knowing the
     future (all pending shards ride along). Dynamic programming over change instants:
     f[j] = min_i f[i] + stale(i, j) + price × cost(i, j), where a run at event j embeds
-    everything changed in (t_i, t_j]."""
+    everything changed in (t_i, t_j]. A shard whose last doc goes is retired then, for free
+    (`ChangeLog.vanishings`): from then on nothing of it is pending in any cycle."""
     times, offsets = log.events()
     n = len(times)
     q = log.popularity
+    gone_t, gone_s = log.vanishings()
+    retired = np.searchsorted(times, gone_t)  # the event index of each retirement
+    members = [np.flatnonzero(log.doc_shard == s) for s in range(len(log.shard_names))]
     last_doc = np.full(len(q), 0)  # 1-based event index of each doc's previous change (0: none)
     last_shard = np.full(len(log.shard_names), 0)
     mass = np.zeros(n + 1)  # per cycle start i (0 = time 0): pending stale rate now
@@ -46,6 +50,13 @@ def _oracle_schedule(log: ChangeLog, costs: CostModel, price: float
             if ps < j:
                 shards[ps:j] += 1
                 last_shard[s] = j
+        for s in gone_s[retired == j - 1].tolist():  # pending in cycles before its last change
+            for d in members[s][last_doc[members[s]] > 0].tolist():
+                mass[:last_doc[d]] -= q[d]
+                docs[:last_doc[d]] -= 1
+                last_doc[d] = 0  # if it comes back, it is pending for every cycle
+            shards[:last_shard[s]] -= 1
+            last_shard[s] = 0
         total = best[:j] + stale[:j] + price * costs.run_s(shards[:j], docs[:j])
         i = int(np.argmin(total))
         best[j], back[j] = total[i], i

@@ -33,6 +33,7 @@ class SimResult:
     run_times: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     run_shards: list[np.ndarray] = field(default_factory=list, repr=False)
     lower_bound_stale: float | None = None  # oracle only: Lagrangian bound at the budget
+    stale_mass: float = 0.0  # Σ q_d × seconds served stale (the oracle's objective's unit)
 
     @property
     def gpu_seconds_per_day(self) -> float:
@@ -121,6 +122,31 @@ class ChangeLog:
         times, starts = np.unique(self.times, return_index=True)
         return times, np.append(starts, len(self.times))
 
+    def vanishings(self) -> tuple[np.ndarray, np.ndarray]:
+        """When a shard's last doc goes (seconds) and which shard: the source stops listing it,
+        and the sensor retires it at its next tick (a run that embeds nothing, outside the
+        budget). Counted per change instant, as a poll sees the source; an instant that leaves
+        the whole source empty retires nothing (`pipeline.retire`)."""
+        alive = np.zeros(len(self.popularity), bool)
+        alive[self.initial_docs] = True
+        docs = np.bincount(self.doc_shard[self.initial_docs],
+                           minlength=len(self.shard_names))
+        times, offsets = self.events()
+        gone_t, gone_s = [], []
+        for k, t in enumerate(times.tolist()):
+            listed = {}  # shards whose count moves at this instant: listed before it?
+            for c in range(offsets[k], offsets[k + 1]):
+                d, s = self.docs[c], self.shards[c]
+                if alive[d] == self.deletes[c]:  # an add or a delete moves the count
+                    listed.setdefault(s, docs[s] > 0)
+                    alive[d] = not self.deletes[c]
+                    docs[s] += -1 if self.deletes[c] else 1
+            empty = sorted(s for s, before in listed.items() if before and docs[s] == 0)
+            if empty and docs.sum():
+                gone_t.extend([t] * len(empty))
+                gone_s.extend(empty)
+        return np.array(gone_t, float), np.array(gone_s, np.int64)
+
     def with_activity_reversed(self) -> ChangeLog:
         """The same changes in the same order, the gaps between commit instants in reverse
         order: where this log's activity ramps up, the variant's ramps down (bursts keep their
@@ -150,10 +176,18 @@ def evaluate(log: ChangeLog, run_times: np.ndarray, run_shards: list[np.ndarray]
              costs: CostModel, policy: str = "schedule", parameter: float = 0.0,
              budget: float | None = None) -> SimResult:
     """Freshness and spend of a schedule: runs at `run_times` (seconds), each embedding what is
-    pending in the shards `run_shards[i]` (their partition range is listed)."""
-    inside = run_times <= log.horizon  # a run after the log ends is not part of it
-    run_times = np.asarray(run_times, float)[inside]
-    run_shards = [x for x, keep in zip(run_shards, inside) if keep]
+    pending in the shards `run_shards[i]` (their partition range is listed). A shard whose last
+    doc goes is retired at once, whatever the schedule (`ChangeLog.vanishings`: what the sensor
+    does, free of the budget): its deletions stop being served then."""
+    inside = np.asarray(run_times, float) <= log.horizon  # a run after the log ends is not
+    gone_t, gone_s = log.vanishings()
+    all_times = np.concatenate([np.asarray(run_times, float)[inside], gone_t])
+    free = np.concatenate([np.zeros(int(inside.sum()), bool), np.ones(len(gone_t), bool)])
+    order = np.lexsort((~free, all_times))  # in time order, a retirement first at a tie
+    all_shards = [x for x, keep in zip(run_shards, inside) if keep] + \
+        [np.array([s]) for s in gone_s.tolist()]
+    run_times, free = all_times[order], free[order]
+    run_shards = [np.asarray(all_shards[i]) for i in order.tolist()]
     runs = len(run_times)
     shards = len(log.shard_names)
     end = np.full(len(log.times), log.horizon)
@@ -198,7 +232,7 @@ def evaluate(log: ChangeLog, run_times: np.ndarray, run_shards: list[np.ndarray]
     w_doc_time = (q * lifetime).sum() - (q[g_doc] * gap).sum()
     embedded = np.bincount(g_run[g_run < runs], minlength=runs)
     scanned = np.array([ix.max() - ix.min() + 1 if len(ix) else 0 for ix in run_shards])
-    active = embedded > 0
+    active = (embedded > 0) & ~free
     gpu = float(costs.run_s(scanned[active], embedded[active]).sum())
     days = max(log.horizon / DAY_S, 1e-9)
     return SimResult(
@@ -207,7 +241,8 @@ def evaluate(log: ChangeLog, run_times: np.ndarray, run_shards: list[np.ndarray]
         mean_age_hours=(waited ** 2 / 2).sum() / doc_time / 3600 if doc_time else 0.0,
         retrieval_weighted_freshness=1 - (q[g_doc] * waited).sum() / w_doc_time
         if w_doc_time else 1.0,
-        run_times=run_times[active], run_shards=[x for x, a in zip(run_shards, active) if a])
+        run_times=run_times[active], run_shards=[x for x, a in zip(run_shards, active) if a],
+        stale_mass=float((q[g_doc] * waited).sum()))
 
 
 def changed_shards(log: ChangeLog, cycle: np.ndarray, runs: int) -> list[np.ndarray]:

@@ -106,6 +106,9 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     n_arrivals = 0
     touched: set[int] = set()  # docs changed since the previous poll
     run_t, run_c, run_shards, ran_at = [], [], [], []  # spend (credit), and the runs made
+    if len(log.initial_docs):  # the snapshot was built before the log (not charged to it)
+        run_t.append(0.0)
+        run_c.append(0.0)
     times, offsets = log.events()
     polls = times / DAY_S if poll_times is None else np.sort(poll_times) / DAY_S
     records: list[dict] = []  # the realized run records the decisions have seen
@@ -117,8 +120,11 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     # a shard the source adds later has no index yet (the sensor: manifest version 0), so its
     # first build jumps the threshold once the credit covers it
     never = docs_now == 0
+    gone_t, gone_s = log.vanishings()
+    gone_days, gone, g = gone_t / DAY_S, gone_s.tolist(), 0
     plan: LoopPlan | None = None
-    e, p, wake, last_change = 0, 0, math.inf, None
+    e, p, wake = 0, 0, math.inf
+    seen = np.full(shards, np.nan)  # per shard, its newest change (detection's last seen)
     docs, doc_shard = log.docs.tolist(), log.shards.tolist()
     end = log.horizon / DAY_S
     while True:
@@ -142,8 +148,15 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                     rate[s] += q[d]
                     if not oldest[s] <= change_days[e]:
                         oldest[s] = change_days[e]
-            last_change = change_days[e]  # the source's own change time (its updated_at)
+                seen[doc_shard[c]] = change_days[e]  # the source's own time (its updated_at)
             e += 1
+        while g < len(gone) and gone_days[g] <= now:  # the sensor retires a shard gone whole
+            s = gone[g]  # (outside the budget): nothing of it is pending, and if it comes
+            for d in pending_list[s]:  # back it is a new shard (no index yet)
+                pending[d] = False
+            pending_list[s] = []
+            count[s], rate[s], oldest[s], seen[s], never[s] = 0, 0.0, np.nan, np.nan, True
+            g += 1
         if now == poll:
             p += 1
         for d in sorted(touched):  # what the poll's rate history row counts, and records
@@ -155,6 +168,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         touched.clear()
         # the known shares are exact (an unbounded query stream): no prior to mix in
         weighed = pending_rate(rate, count, float(np.maximum(docs_now, 1).sum()), None)
+        # the quiet time runs from the newest change of a shard the source lists
+        last_change = float(np.nanmax(seen)) if not np.isnan(seen).all() else None
         inputs = LoopInputs(log.shard_names, count, weighed, oldest, last_run, never, now, 0.0,
                             np.array(run_t), np.array(run_c), arrivals_t[:n_arrivals],
                             arrivals_m[:n_arrivals], last_change)
