@@ -30,6 +30,15 @@ def reembed_run_tags() -> dict[str, str]:
     return tags
 
 
+def retire_request(shard: str) -> dg.RunRequest:
+    """A run that retires a shard gone from the source (points deleted, state archived). It
+    embeds nothing, so it asks for no GPU: run-request tags win over the job's, so it is not
+    counted by the run queue's GPU limit and, on Kubernetes, gets the launcher's default pod
+    (no GPU, no GPU node) instead of the re-embedding runs' `dagster-k8s/config`."""
+    return dg.RunRequest(partition_key=shard, run_key=f"retire-{shard}", tags={
+        "freshness/trigger": "retire", "freshness/gpu": "false", "dagster-k8s/config": "{}"})
+
+
 reembed_job = dg.define_asset_job(
     "reembed_shards",
     selection=[shard_embeddings],

@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from assets.jobs import reembed_job, run_request
+from assets.jobs import reembed_job, retire_request, run_request
 from assets.partitions import shard_partitions
 from assets.resources import FreshnessResource
 from freshness.pipeline.retire import vanished_shards
@@ -63,7 +63,7 @@ def policy_tick(context: dg.SensorEvaluationContext, freshness: FreshnessResourc
         requests = [run_request([s], summaries, order, "policy") for s in decision.run_shards]
     pending = [s.shard for s in summaries if s.pending_docs]
     retire, drop = _vanished(rt, tokens, known)
-    requests += [dg.RunRequest(partition_key=s, run_key=f"retire-{s}") for s in retire]
+    requests += [retire_request(s) for s in retire]  # no embedding: no GPU
     partition_requests = [shard_partitions.build_add_request(new)] if new else []
     if drop:
         partition_requests.append(shard_partitions.build_delete_request(drop))

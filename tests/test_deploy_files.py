@@ -218,8 +218,8 @@ def _camel_to_snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def test_gpu_run_tags_render_a_gpu_pod():
-    pytest.importorskip("dagster_k8s", reason="dagster-k8s is not installed")
+def render_run_pod(tags: dict[str, str]) -> dict:
+    """The Kubernetes Job manifest K8sRunLauncher would create for a run with these tags."""
     from dagster_k8s.container_context import K8sContainerContext
     from dagster_k8s.job import (
         DagsterK8sJobConfig,
@@ -229,8 +229,6 @@ def test_gpu_run_tags_render_a_gpu_pod():
     )
     from kubernetes.client import ApiClient
 
-    tags = gpu_run_tags()
-    assert tags["freshness/gpu"] == "true"
     run_tag_config = get_user_defined_k8s_config(tags)  # validates against dagster-k8s' schema
 
     # What the Helm chart hands the launcher (runK8sConfig) and the code location
@@ -251,8 +249,14 @@ def test_gpu_run_tags_render_a_gpu_pod():
                             instance_config_map="freshness-dagster-instance"),
         args=["dagster", "api", "execute_run", "{}"], job_name="dagster-run-test",
         user_defined_k8s_config=context.run_k8s_config, component="run_worker")
-    manifest = ApiClient().sanitize_for_serialization(job)
+    return ApiClient().sanitize_for_serialization(job)
 
+
+def test_gpu_run_tags_render_a_gpu_pod():
+    pytest.importorskip("dagster_k8s", reason="dagster-k8s is not installed")
+    tags = gpu_run_tags()
+    assert tags["freshness/gpu"] == "true"
+    manifest = render_run_pod(tags)
     pod = manifest["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
@@ -280,3 +284,27 @@ def test_reembed_job_carries_gpu_tags_when_configured(monkeypatch):
     monkeypatch.delenv("FRESHNESS_REEMBED_RUN_TAGS")
     assert jobs.reembed_run_tags() == {"freshness/gpu": "true"}
     assert jobs.reembed_job.tags.get("freshness/gpu") == "true"
+
+
+def test_a_retire_run_asks_for_no_gpu(monkeypatch):
+    """A run that only retires a shard gone from the source embeds nothing: its request's tags
+    override the re-embedding job's GPU tags (the daemon merges job tags, then the request's),
+    so it takes no GPU slot in the run queue and its pod has no GPU, no GPU node selector or
+    toleration, and still the code location's env and volumes."""
+    pytest.importorskip("dagster_k8s", reason="dagster-k8s is not installed")
+    import assets.jobs as jobs
+
+    monkeypatch.setenv("FRESHNESS_REEMBED_RUN_TAGS", str(GPU_TAGS))
+    request = jobs.retire_request("7.3/CimCmdlets")
+    assert request.partition_key == "7.3/CimCmdlets" and request.run_key.startswith("retire-")
+    tags = {**jobs.reembed_run_tags(), **request.tags}
+    assert tags["freshness/gpu"] == "false"
+    pod = render_run_pod(tags)["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu.present" not in (pod.get("nodeSelector") or {})
+    assert not any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations") or [])
+    container = pod["containers"][0]
+    resources = container.get("resources") or {}
+    assert "nvidia.com/gpu" not in {**resources.get("limits", {}), **resources.get("requests", {})}
+    env = {e["name"]: e for e in container["env"]}
+    assert "FRESHNESS_DEVICE" not in env and env["FRESHNESS_STATE_ROOT"]["value"].startswith("s3://")
+    assert any(m["mountPath"] == "/data/corpus" for m in container["volumeMounts"])

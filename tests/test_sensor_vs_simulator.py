@@ -73,6 +73,7 @@ def replay_through_sensor(rt, source: ReplaySource, horizon: float, before_tick=
         policy = [r for r in result.run_requests if "freshness/shards" in r.tags]
         for retire in (r for r in result.run_requests if r not in policy):
             assert retire.run_key == f"retire-{retire.partition_key}"  # a shard gone whole
+            assert retire.tags["freshness/gpu"] == "false"  # embeds nothing: no GPU asked
             assert sync(rt, [retire.partition_key], now=at).ok
         if policy:
             (request,) = policy  # one batched run
