@@ -25,7 +25,7 @@ def _oracle_schedule(log: ChangeLog, costs: CostModel, price: float
     q = log.popularity
     gone_t, gone_s = log.vanishings()
     retired = np.searchsorted(times, gone_t)  # the event index of each retirement
-    members = [np.flatnonzero(log.doc_shard == s) for s in range(len(log.shard_names))]
+    members = {s: np.flatnonzero(log.doc_shard == s) for s in set(gone_s.tolist())}
     last_doc = np.full(len(q), 0)  # 1-based event index of each doc's previous change (0: none)
     last_shard = np.full(len(log.shard_names), 0)
     mass = np.zeros(n + 1)  # per cycle start i (0 = time 0): pending stale rate now

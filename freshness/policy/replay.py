@@ -69,6 +69,8 @@ class ChangeLog:
     popularity: np.ndarray
     horizon: float
     doc_ids: list[str] = field(default_factory=list)
+    _vanishings: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False)  # computed once per log
 
     @classmethod
     def from_parquet(cls, snapshot: str, replay: str, **kwargs) -> ChangeLog:
@@ -127,6 +129,11 @@ class ChangeLog:
         and the sensor retires it at its next tick (a run that embeds nothing, outside the
         budget). Counted per change instant, as a poll sees the source; an instant that leaves
         the whole source empty retires nothing (`pipeline.retire`)."""
+        if self._vanishings is None:
+            self._vanishings = self._find_vanishings()
+        return self._vanishings
+
+    def _find_vanishings(self) -> tuple[np.ndarray, np.ndarray]:
         alive = np.zeros(len(self.popularity), bool)
         alive[self.initial_docs] = True
         docs = np.bincount(self.doc_shard[self.initial_docs],
@@ -179,7 +186,7 @@ def evaluate(log: ChangeLog, run_times: np.ndarray, run_shards: list[np.ndarray]
     pending in the shards `run_shards[i]` (their partition range is listed). A shard whose last
     doc goes is retired at once, whatever the schedule (`ChangeLog.vanishings`: what the sensor
     does, free of the budget): its deletions stop being served then."""
-    inside = np.asarray(run_times, float) <= log.horizon  # a run after the log ends is not
+    inside = np.asarray(run_times, float) <= log.horizon  # a run after the log ends: not scored
     gone_t, gone_s = log.vanishings()
     all_times = np.concatenate([np.asarray(run_times, float)[inside], gone_t])
     free = np.concatenate([np.zeros(int(inside.sum()), bool), np.ones(len(gone_t), bool)])
