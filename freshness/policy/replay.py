@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from freshness.policy.planner import CostModel
-from freshness.state.traffic import TOP_K
+from freshness.state.traffic import TOP_K, doc_shares
 from freshness.util.timeutil import DAY_S
 
 
@@ -168,15 +168,16 @@ class ChangeLog:
 
     def known_traffic(self, top_k: int = TOP_K) -> np.ndarray:
         """Per-doc retrieval shares as the policy sees them: the top-k docs' own shares, the
-        rest of each shard sharing its remainder equally (as `freshness.state.traffic`)."""
-        top = np.argsort(-self.popularity, kind="stable")[:top_k]
-        known = np.zeros(len(self.popularity), bool)
-        known[top] = True
-        shards = len(self.shard_names)
-        rest = np.bincount(self.doc_shard[~known], weights=self.popularity[~known],
-                           minlength=shards)
-        count = np.bincount(self.doc_shard[~known], minlength=shards)
-        return np.where(known, self.popularity, (rest / np.maximum(count, 1))[self.doc_shard])
+        rest of each shard sharing its remainder equally (`freshness.state.traffic`)."""
+        shard_docs = np.bincount(self.doc_shard, minlength=len(self.shard_names))
+        return doc_shares(self.popularity, self.doc_shard, shard_docs, top_k, self.doc_rank())
+
+    def doc_rank(self) -> np.ndarray:
+        """Each doc's place in (shard, doc_id) order: how the traffic files break ties."""
+        names = np.array(self.shard_names, dtype=object)[self.doc_shard]
+        ids = np.array(self.doc_ids, dtype=object) if len(self.doc_ids) == len(self.doc_shard) \
+            else np.arange(len(self.doc_shard))
+        return np.argsort(np.lexsort((ids, names)))
 
 
 def evaluate(log: ChangeLog, run_times: np.ndarray, run_shards: list[np.ndarray],

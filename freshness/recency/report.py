@@ -23,7 +23,7 @@ from freshness.recency.logs import RETRIEVALS_SCHEMA, LogIngest, read_request_lo
 from freshness.state import layout
 from freshness.state.manifest import HISTORY_SCHEMA, ShardStateStore
 from freshness.state.store import StateStore
-from freshness.state.traffic import Traffic, bounded, write_traffic
+from freshness.state.traffic import Traffic, bounded, record_days
 from freshness.util.duck import registered
 from freshness.util.timeutil import as_utc, utc_now
 
@@ -111,7 +111,7 @@ class RecencyReport:
     summary: pa.Table  # scope, key, retrievals, traffic_share, stale rate, percentiles
     histogram: pa.Table  # scope, key, metric, bucket_index, bucket, retrievals, stale
     rows: pa.Table | None = None  # one row per retrieval (when asked for)
-    doc_retrievals: pa.Table | None = None  # shard, doc_id, retrievals (served only)
+    doc_retrievals: pa.Table | None = None  # day, shard, doc_id, retrievals (served only)
 
     def scope(self, name: str) -> list[dict]:
         """Summary rows of one scope: shard, route, day or all."""
@@ -251,8 +251,9 @@ def recency_report(retrievals: pa.Table | str | Path, versions: pa.Table, *,
         age_bin=_bin("content_age_seconds"), lag_bucket=_bucket("embedding_lag_seconds"),
         lag_bin=_bin("embedding_lag_seconds"))).to_arrow_table()
     report = _aggregate(cube, versions, rows)
-    report.doc_retrievals = con.sql(f"SELECT shard, doc_id, count(*) AS retrievals FROM {source} "
-                                    "WHERE status = 'served' GROUP BY ALL").to_arrow_table()
+    report.doc_retrievals = con.sql(
+        f"SELECT CAST(ts AS DATE) AS day, shard, doc_id, count(*) AS retrievals FROM {source} "
+        "WHERE status = 'served' GROUP BY ALL").to_arrow_table()
     return report
 
 
@@ -316,12 +317,13 @@ def stale_over_time(report: RecencyReport, bins: int = 24) -> pa.Table:
 
 
 def record_traffic(store: StateStore, report: RecencyReport) -> None:
-    """Keep what this report measured for the policy and the alerts: per-doc and per-shard
-    retrieval shares (freshness.state.traffic) and each shard's stale-retrieval rate. Needs
-    nothing when nothing was served."""
-    if not report.counts["served"]:
+    """Keep what this report measured for the policy and the alerts: its days' per-doc
+    retrieval counts, from which the per-doc and per-shard shares are learned over the last
+    weeks (`freshness.state.traffic.record_days`), and each shard's stale-retrieval rate.
+    Needs nothing when nothing was served."""
+    if not report.counts["served"] or report.doc_retrievals is None:
         return
-    write_traffic(store, report.traffic())
+    record_days(store, report.doc_retrievals)
     store.write_json({r["key"]: {k: r[k] for k in ("retrievals", "traffic_share", "stale_rate")}
                       for r in report.scope("shard")}, *layout.RECENCY_SHARDS_FILE)
 

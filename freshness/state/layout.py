@@ -11,6 +11,7 @@
       index/served_history.json                     collections the alias served, oldest first
       runs/<finished>-<id>.json                     one record per sync run (cost learning)
       traffic/shares.json                           retrieval shares written by recency
+      traffic/days/<date>.parquet                   per-doc retrieval counts of a day (4 weeks)
       recency/day=<date>/                           recency report tables
       recency/latest_shards.json                    per-shard stale rates of the latest report
 
@@ -29,6 +30,7 @@ LISTING_CACHE_FILE = "listing_cache.parquet"
 POLL_HASHES_FILE = "poll_hashes.parquet"
 RUNS_DIR: tuple[str, ...] = ("runs",)
 TRAFFIC_FILE: tuple[str, ...] = ("traffic", "shares.json")
+TRAFFIC_DAYS_DIR: tuple[str, ...] = ("traffic", "days")
 RECENCY_DIR: tuple[str, ...] = ("recency",)
 RECENCY_SHARDS_FILE: tuple[str, ...] = (*RECENCY_DIR, "latest_shards.json")
 
