@@ -165,3 +165,26 @@ def test_recency_records_doc_and_shard_traffic_for_the_policy(resources):
     traffic = read_traffic(resources["freshness"].runtime().store)
     assert traffic.shards == {"alpha": 0.75, "beta": 0.25}
     assert traffic.doc_weights("alpha", ["a.md"], 1)[0] == pytest.approx(0.75)
+
+
+def test_recency_learns_the_shares_over_the_days_it_has_seen(resources, tmp_path):
+    """A week later beta is the busier shard: the shares follow, the older day weighing half;
+    materializing a day again replaces its counts instead of adding them."""
+    from freshness.state.traffic import read_traffic
+
+    week = DAY + timedelta(days=7)
+    (tmp_path / "logs" / "2026-01-08.jsonl").write_text("\n".join(json.dumps({
+        "request_id": f"w{i}", "ts": (week + timedelta(hours=i + 1)).isoformat(),
+        "route": "chat", "retrieved": [{"point_id": point}]})
+        for i, point in enumerate([OTHER, OTHER, OTHER, NEW])) + "\n")
+    def materialize(day: str):
+        dg.materialize([recency], partition_key=day, resources=resources,
+                       instance=dg.DagsterInstance.ephemeral())
+        return read_traffic(resources["freshness"].runtime().store)
+
+    assert materialize("2026-01-01").shards == {"alpha": 0.75, "beta": 0.25}
+    for day in ("2026-01-08", "2026-01-01"):  # the second time: a backfill of the first day
+        traffic = materialize(day)
+        # 2026-01-01 (alpha 3, beta 1) at half weight, 2026-01-08 (alpha 1, beta 3) in full
+        assert traffic.retrievals == pytest.approx(0.5 * 4 + 4)
+        assert traffic.shards == pytest.approx({"alpha": 2.5 / 6, "beta": 3.5 / 6})
