@@ -19,18 +19,24 @@ HELDOUT_ROOT = Path(os.environ.get("FRESHNESS_HELDOUT_CORPORA", ROOT.parent / "c
 HELDOUT = {n: HELDOUT_ROOT / f"{n}-replay" for n in ("php-docs", "powershell-docs")}
 
 
-def variants(folders: dict[str, Path]) -> tuple[list, list]:
-    """The corpora as given, and with their activity reversed (`--reverse-activity`)."""
+def variants(folders: dict[str, Path]) -> tuple[list, list, list]:
+    """The corpora as given, with their activity reversed (`--reverse-activity`), and with the
+    loops learning the shares from 10,000 retrievals a day (`--retrievals-per-day 10000`)."""
     return ([sweep.Corpus(n, f) for n, f in folders.items()],
-            [sweep.Corpus(f"{n} reversed", f, reverse=True) for n, f in folders.items()])
+            [sweep.Corpus(f"{n} reversed", f, reverse=True) for n, f in folders.items()],
+            [sweep.Corpus(f"{n}, shares learned", f, retrievals_per_day=LEARNED_PER_DAY)
+             for n, f in folders.items()])
 
 
+LEARNED_PER_DAY = 10_000.0
 # marker in docs/policy.md -> (its files in docs/, its corpora)
 SWEEPS = {
     "sweep": ("cadence-sweep", variants(FOLDERS)[0]),
     "hostile": ("cadence-hostile", variants(FOLDERS)[1]),
     "heldout": ("cadence-heldout", variants(HELDOUT)[0]),
     "heldout-hostile": ("cadence-heldout-hostile", variants(HELDOUT)[1]),
+    "learned": ("cadence-learned", variants(FOLDERS)[2]),
+    "learned-heldout": ("cadence-learned-heldout", variants(HELDOUT)[2]),
 }
 
 
@@ -48,6 +54,8 @@ def test_policy_md_embeds_the_generated_table(marker):
     assert (ROOT / "docs" / f"{name}.md").read_text() == sweep.render(result)
     cells = result["cells"]
     assert {c["corpus"] for c in cells} == {c.name for c in corpora}
+    assert result.get("retrievals_per_day", []) == sorted(
+        {c.retrievals_per_day for c in corpora if c.retrievals_per_day})
     assert len(cells) == len(corpora) * len(result["budgets"]) * len(result["seeds"]) * \
         len(result["exponents"])
 

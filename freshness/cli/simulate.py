@@ -31,6 +31,11 @@ def add_parser(sub) -> None:
     p.add_argument("--reverse-activity", action="store_true",
                    help="sweep: each corpus with the gaps between its commits in reverse order "
                         "(activity ramps down where it ramped up; named 'NAME reversed')")
+    p.add_argument("--retrievals-per-day", type=float,
+                   help="the loops learn the retrieval shares as a deployment does, from a "
+                        "sampled query stream of this many retrievals a day (seeded like the "
+                        "popularity), instead of knowing them (sweep: corpora named 'NAME, "
+                        "shares learned')")
     p.add_argument("--jobs", type=int, default=1,
                    help="sweep: processes (one corpus × exponent × seed each; same result)")
     p.add_argument("--policy", default="adaptive", choices=[*POLICIES, "all"])
@@ -58,8 +63,11 @@ def _sweep(args: argparse.Namespace, costs: CostModel) -> int:
         if not folder or not (Path(folder) / "replay.parquet").exists():
             raise ConfigError(f"--corpus {item!r}: pass NAME=FOLDER with FOLDER holding "
                               "snapshot.parquet and replay.parquet")
-        corpora.append(Corpus(f"{name} reversed", Path(folder), reverse=True)
-                       if args.reverse_activity else Corpus(name, Path(folder)))
+        if args.retrievals_per_day is not None:
+            name = f"{name}, shares learned"
+        corpora.append(Corpus(f"{name} reversed", Path(folder), True, args.retrievals_per_day)
+                       if args.reverse_activity else
+                       Corpus(name, Path(folder), retrievals_per_day=args.retrievals_per_day))
     result = sweep.run(corpora, _numbers(args.budgets), _numbers(args.seeds, int),
                        _numbers(args.zipfs), costs, progress=lambda line: print(line, flush=True),
                        jobs=args.jobs)
@@ -84,9 +92,12 @@ def run(args: argparse.Namespace, _rt=None) -> int:
         rows = compare(log, [args.budget], costs)
         print(json.dumps(rows, indent=2))
         return 0
+    learning = {} if args.retrievals_per_day is None else {
+        "retrievals_per_day": args.retrievals_per_day, "query_seed": args.seed}
     if args.parameter is not None or args.policy == "immediate":
-        result = simulate(log, args.policy, args.parameter or 0.0, costs, args.budget)
+        result = simulate(log, args.policy, args.parameter or 0.0, costs, args.budget,
+                          **learning)
     else:
-        result = calibrate(log, args.policy, args.budget, costs)
+        result = calibrate(log, args.policy, args.budget, costs, **learning)
     print(json.dumps(result.as_dict(), indent=2))
     return 0

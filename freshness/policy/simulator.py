@@ -53,6 +53,7 @@ from freshness.policy.control import (
     plan_threshold,
 )
 from freshness.policy.costs import learned_costs
+from freshness.policy.learned_traffic import LearnedShares
 from freshness.policy.oracle import oracle
 from freshness.policy.planner import CostModel
 from freshness.policy.replay import ChangeLog, SimResult, evaluate
@@ -75,7 +76,8 @@ REPLAN_DAYS = 7.0
 def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None = None,
              replan_days: float = REPLAN_DAYS, top_k: int = TOP_K,
              planner: Callable[[LoopConfig, LoopInputs], LoopPlan] = plan_threshold,
-             realized: Sequence[dict] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+             realized: Sequence[dict] | None = None, learned: LearnedShares | None = None
+             ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Replay the log through `control.decide`, as the sensor calls it: after each change and
     whenever the decision asks to be woken, or only at `poll_times` (seconds) when given. Each
     poll records, as the sensor's rate history does, the docs added or modified since the
@@ -85,8 +87,12 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     cost (its run records, `cost` and `chunks_embedded`, in order; those with `day` ≤ the first
     poll, in days since the log's start, ran before the replay): then the k-th run of the replay
     charges the k-th later record's cost, and every decision learns its cost model from the
-    records before it, as the sensor does (`costs.learned_costs`)."""
-    q = log.known_traffic(top_k)
+    records before it, as the sensor does (`costs.learned_costs`).
+
+    The loop knows the log's popularity exactly (in the bounded form recency writes), unless
+    `learned` gives the shares a deployment would learn from a sampled query stream (refreshed
+    at each day's end, the loop woken then); the schedule is scored on the popularity alike."""
+    q = log.known_traffic(top_k) if learned is None else learned.q
     shards = len(log.shard_names)
     pending = np.zeros(len(q), bool)
     pending_list: list[list[int]] = [[] for _ in range(shards)]
@@ -96,12 +102,16 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     last_run = np.full(shards, np.nan)
     arrivals_t = np.zeros(len(log.times))
     arrivals_m = np.zeros(len(log.times))  # each worth its shard's mean share at the poll
+    arrivals_s = np.zeros(len(log.times), np.int64)  # (learned shares: its shard, its docs
+    arrivals_d = np.zeros(len(log.times))  # then, and the share recorded, nan if the traffic
+    arrivals_r = np.zeros(len(log.times))  # file did not have the shard)
     alive = np.zeros(len(q), bool)
     alive[log.initial_docs] = True
+    indexed = alive.copy()  # what queries can retrieve (and request logs show)
     docs_now = np.bincount(log.doc_shard[log.initial_docs], minlength=shards).astype(float)
     # per shard, its retrieval share as recency measures it now: its existing docs' shares
     share = np.bincount(log.doc_shard[log.initial_docs], weights=q[log.initial_docs],
-                        minlength=shards)
+                        minlength=shards) if learned is None else learned.shard_share
     deletes = log.deletes.tolist()
     n_arrivals = 0
     touched: set[int] = set()  # docs changed since the previous poll
@@ -139,7 +149,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                 if alive[d] == deletes[c]:  # an add or a delete: the shard's doc count moves
                     alive[d] = not deletes[c]
                     docs_now[doc_shard[c]] += -1 if deletes[c] else 1
-                    share[doc_shard[c]] += -q[d] if deletes[c] else q[d]
+                    if learned is None:  # (learned: the traffic file moves at the day's end)
+                        share[doc_shard[c]] += -q[d] if deletes[c] else q[d]
                 if not pending[d]:
                     s = doc_shard[c]
                     pending[d] = True
@@ -155,19 +166,33 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             for d in pending_list[s]:  # back it is a new shard (no index yet)
                 pending[d] = False
             pending_list[s] = []
+            indexed[log.doc_shard == s] = False
             count[s], rate[s], oldest[s], seen[s], never[s] = 0, 0.0, np.nan, np.nan, True
             g += 1
         if now == poll:
             p += 1
+        if learned is not None and learned.advance(math.floor(now), indexed, alive):  # a day ended
+            q, share = learned.q, learned.shard_share
+            rate = np.bincount(log.doc_shard[pending], weights=q[pending],  # (float even
+                               minlength=shards).astype(float)  # with nothing pending)
         for d in sorted(touched):  # what the poll's rate history row counts, and records
             if alive[d]:
                 s = log.doc_shard[d]
                 arrivals_t[n_arrivals] = now
                 arrivals_m[n_arrivals] = arrival_mass(1.0, share[s], docs_now[s])
+                arrivals_s[n_arrivals], arrivals_d[n_arrivals] = s, docs_now[s]
+                arrivals_r[n_arrivals] = share[s] if learned is None or learned.known()[s] \
+                    else np.nan
                 n_arrivals += 1
         touched.clear()
-        # the known shares are exact (an unbounded query stream): no prior to mix in
-        weighed = pending_rate(rate, count, float(np.maximum(docs_now, 1).sum()), None)
+        total_docs = float(np.maximum(docs_now, 1).sum())
+        if learned is not None:  # as the sensor weighs its rate history rows (`cadence`)
+            arrivals_m[:n_arrivals] = _learned_arrivals(
+                learned, arrivals_s[:n_arrivals], arrivals_d[:n_arrivals],
+                arrivals_r[:n_arrivals], total_docs)
+        # exact shares (an unbounded query stream) mix in no prior; learned ones do
+        weighed = pending_rate(rate, count, total_docs,
+                               None if learned is None else learned.retrievals)
         # the quiet time runs from the newest change of a shard the source lists
         last_change = float(np.nanmax(seen)) if not np.isnan(seen).all() else None
         inputs = LoopInputs(log.shard_names, count, weighed, oldest, last_run, never, now, 0.0,
@@ -183,6 +208,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         # given poll times only
         wake = decision.next_check_days if decision.next_check_days > now and \
             poll_times is None else math.inf
+        if learned is not None and poll_times is None:  # the traffic file moves at each day's end
+            wake = min(wake, math.floor(now) + 1.0)
         if decision.run_shards:
             ran = np.flatnonzero(np.isin(log.shard_names, decision.run_shards))
             if realized is None:
@@ -197,11 +224,23 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             for s in ran:
                 for d in pending_list[s]:
                     pending[d] = False
+                    indexed[d] = alive[d]
                 pending_list[s] = []
             count[ran], rate[ran], oldest[ran], last_run[ran] = 0, 0.0, np.nan, now
             never[ran] = False
             wake = now  # decide again: shards held back by min_interval may wait on a deadline
     return np.array(ran_at) * DAY_S, run_shards
+
+
+def _learned_arrivals(learned: LearnedShares, shard: np.ndarray, docs: np.ndarray,
+                      recorded: np.ndarray, total_docs: float) -> np.ndarray:
+    """What each arrival is worth to the plan when shares are learned, as `cadence._arrivals`
+    weighs the rate history: the shard's share recorded with the poll, else its share now; with
+    no traffic file yet, every doc of the corpus the same."""
+    if not learned.retrievals:
+        return arrival_mass(1.0, np.maximum(docs, 1) / total_docs, docs)
+    share = np.where(np.isnan(recorded), learned.shard_share[shard], recorded)
+    return arrival_mass(1.0, share, docs)
 
 
 def _charge(record: dict, records: list[dict], run_t: list[float], run_c: list[float]) -> None:
@@ -220,26 +259,32 @@ _SCHEDULES: dict[str, Callable] = {"uniform": uniform, "proportional": proportio
 
 def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
              budget: float | None = None, config: LoopConfig | None = None,
-             poll_times: np.ndarray | None = None) -> SimResult:
+             poll_times: np.ndarray | None = None, retrievals_per_day: float | None = None,
+             query_seed: int = 0) -> SimResult:
     """One policy over the whole log. `parameter`: uniform/proportional → interval days,
     threshold → pending docs, adaptive/oracle/uniform-paced/threshold-paced → GPU seconds per
-    day, adaptive-fixed/adaptive-hindsight → the loop's threshold K; immediate ignores it."""
+    day, adaptive-fixed/adaptive-hindsight → the loop's threshold K; immediate ignores it.
+    `retrievals_per_day`: the loops that weigh docs by traffic (adaptive, adaptive-fixed,
+    adaptive-hindsight) learn the shares from a query stream of that size (seeded by
+    `query_seed`), as a deployment does, instead of knowing them."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
     if policy == "oracle":
         return oracle(log, parameter, costs)
+    learned = None if retrievals_per_day is None else \
+        LearnedShares(log, retrievals_per_day, query_seed)
     if policy == "immediate":
         times, shards = immediate(log)
     elif policy == "adaptive":
         config = config or LoopConfig(parameter, costs)
-        times, shards = adaptive(log, config, poll_times)
+        times, shards = adaptive(log, config, poll_times, learned=learned)
     elif policy == "adaptive-fixed":  # the same loop with its threshold K set by hand
         config = config or LoopConfig(math.inf, costs, fixed_threshold=parameter)
-        times, shards = adaptive(log, config, poll_times)
+        times, shards = adaptive(log, config, poll_times, learned=learned)
     elif policy == "adaptive-hindsight":  # K given (by hindsight), the budget's credit on
         config = config or LoopConfig(budget if budget is not None else math.inf, costs)
         times, shards = adaptive(log, config, poll_times, planner=lambda _, inputs: LoopPlan(
-            parameter, math.inf, inputs.now_days))
+            parameter, math.inf, inputs.now_days), learned=learned)
     elif policy == "uniform-paced":  # the same loop with K = 0: a run whenever the credit allows
         times, shards = adaptive(log, LoopConfig(parameter, costs, fixed_threshold=0.0),
                                  poll_times)
@@ -251,11 +296,12 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
 
 
 def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
-              iterations: int = 22) -> SimResult:
+              iterations: int = 22, **learning) -> SimResult:
     """For a baseline, the knob that spends as much of `budget` (GPU s/day) as it can, not more
-    (hindsight). Adaptive and oracle take the budget as it is."""
+    (hindsight). Adaptive and oracle take the budget as it is. `learning`: `simulate`'s
+    retrievals_per_day and query_seed."""
     if policy in GIVEN_BUDGET:
-        return simulate(log, policy, budget, costs, budget)
+        return simulate(log, policy, budget, costs, budget, **learning)
     if policy == "threshold":
         low, high = 1.0, float(len(log.times)) + 1
     elif policy in ("adaptive-fixed", "adaptive-hindsight"):  # K, in retrieval share × days
@@ -267,7 +313,7 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
         mid = math.sqrt(low * high)
         if policy == "threshold":
             mid = float(max(1, round(mid)))
-        result = simulate(log, policy, mid, costs, budget)
+        result = simulate(log, policy, mid, costs, budget, **learning)
         fits = result.gpu_seconds_per_day <= budget
         if fits and (best is None or result.stale_share < best.stale_share):
             best = result
@@ -275,7 +321,7 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
         if policy == "threshold" and high - low <= 1:
             break
     if best is None:  # even the thriftiest setting overspends: report it, marked
-        best = simulate(log, policy, high, costs, budget)
+        best = simulate(log, policy, high, costs, budget, **learning)
     return best
 
 

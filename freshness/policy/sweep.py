@@ -36,6 +36,13 @@ class Corpus:
     name: str
     folder: Path
     reverse: bool = False  # evaluate the log with its activity reversed (a hostile variant)
+    retrievals_per_day: float | None = None  # the loops learn the shares from such a stream
+
+    def learning(self, seed: int) -> dict:
+        """`simulate`'s arguments for the shares: learned from a query stream seeded like the
+        popularity, or known."""
+        return {} if self.retrievals_per_day is None else {
+            "retrievals_per_day": self.retrievals_per_day, "query_seed": seed}
 
     def log(self, seed: int, zipf: float, days: float | None = None) -> ChangeLog:
         import pyarrow.compute as pc
@@ -54,10 +61,12 @@ class Corpus:
         return log.with_activity_reversed() if self.reverse else log
 
 
-def cell(log: ChangeLog, percent: float, costs: CostModel) -> dict:
+def cell(log: ChangeLog, percent: float, costs: CostModel, learning: dict | None = None
+         ) -> dict:
     """Every policy at `percent` % of immediate's spend on this log; for the adaptive loops
     also the oracle at *their* spend (the distance at equal spend: what the loop's timing costs,
-    apart from budget it leaves unspent)."""
+    apart from budget it leaves unspent). `learning`: see `Corpus.learning`."""
+    learning = learning or {}
     immediate = simulate(log, "immediate", 0.0, costs)
     budget = immediate.gpu_seconds_per_day * percent / 100
     row: dict = {"budget_percent": percent, "budget": round(budget, 6)}
@@ -65,9 +74,10 @@ def cell(log: ChangeLog, percent: float, costs: CostModel) -> dict:
     for policy in POLICIES:
         started = time.perf_counter()
         if policy == "adaptive-hindsight":  # adaptive-fixed's K, under the budget's credit
-            result = simulate(log, policy, row["adaptive-fixed"]["k"], costs, budget)
+            result = simulate(log, policy, row["adaptive-fixed"]["k"], costs, budget,
+                              **learning)
         else:
-            result = calibrate(log, policy, budget, costs)
+            result = calibrate(log, policy, budget, costs, **learning)
         row[policy] = {"stale": round(result.stale_share, 7),
                        "spend": round(result.gpu_seconds_per_day / budget, 4),
                        "runs": result.runs, "seconds": round(time.perf_counter() - started, 2)}
@@ -87,8 +97,8 @@ def _group(corpus: Corpus, zipf: float, seed: int, budgets: Sequence[float],
            costs: CostModel) -> list[dict]:
     """The cells of one corpus × exponent × seed (one change log, every budget)."""
     log = corpus.log(seed, zipf)
-    return [{"corpus": corpus.name, "zipf": zipf, "seed": seed, **cell(log, percent, costs)}
-            for percent in budgets]
+    return [{"corpus": corpus.name, "zipf": zipf, "seed": seed,
+             **cell(log, percent, costs, corpus.learning(seed))} for percent in budgets]
 
 
 def run(corpora: Sequence[Corpus], budgets: Sequence[float], seeds: Sequence[int],
@@ -103,7 +113,9 @@ def run(corpora: Sequence[Corpus], budgets: Sequence[float], seeds: Sequence[int
             for row in future.result():
                 cells.append(row)
                 progress(json.dumps(row))
-    return {"costs": costs.__dict__, "budgets": list(budgets), "seeds": list(seeds),
+    learned = sorted({c.retrievals_per_day for c in corpora if c.retrievals_per_day})
+    return {"costs": costs.__dict__, **({"retrievals_per_day": learned} if learned else {}),
+            "budgets": list(budgets), "seeds": list(seeds),
             "exponents": list(exponents), "cells": cells,
             "slice": check_slice(corpora, costs)}
 
@@ -114,7 +126,7 @@ def check_slice(corpora: Sequence[Corpus], costs: CostModel) -> list[dict]:
     for corpus in corpora:
         log = corpus.log(SLICE["seed"], SLICE["zipf"], SLICE["days"])
         for percent in SLICE["budgets"]:
-            row = cell(log, percent, costs)
+            row = cell(log, percent, costs, corpus.learning(SLICE["seed"]))
             for policy in POLICIES:
                 row[policy].pop("seconds")
             rows.append({"corpus": corpus.name, **row})
