@@ -175,21 +175,17 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             q, share = learned.q, learned.shard_share
             rate = np.bincount(log.doc_shard[pending], weights=q[pending],  # (float even
                                minlength=shards).astype(float)  # with nothing pending)
+        known = learned.known() if learned is not None and touched else None
         for d in sorted(touched):  # what the poll's rate history row counts, and records
             if alive[d]:
                 s = log.doc_shard[d]
                 arrivals_t[n_arrivals] = now
                 arrivals_m[n_arrivals] = arrival_mass(1.0, share[s], docs_now[s])
                 arrivals_s[n_arrivals], arrivals_d[n_arrivals] = s, docs_now[s]
-                arrivals_r[n_arrivals] = share[s] if learned is None or learned.known()[s] \
-                    else np.nan
+                arrivals_r[n_arrivals] = share[s] if known is None or known[s] else np.nan
                 n_arrivals += 1
         touched.clear()
         total_docs = float(np.maximum(docs_now, 1).sum())
-        if learned is not None:  # as the sensor weighs its rate history rows (`cadence`)
-            arrivals_m[:n_arrivals] = _learned_arrivals(
-                learned, arrivals_s[:n_arrivals], arrivals_d[:n_arrivals],
-                arrivals_r[:n_arrivals], total_docs)
         # exact shares (an unbounded query stream) mix in no prior; learned ones do
         weighed = pending_rate(rate, count, total_docs,
                                None if learned is None else learned.retrievals)
@@ -202,6 +198,10 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             config, costs=learned_costs(records, config.costs))
         if config.fixed_threshold is None and (plan is None
                                                or now - plan.planned_at_days >= replan_days):
+            if learned is not None:  # the rate history as the sensor weighs it (`cadence`);
+                arrivals_m[:n_arrivals] = _learned_arrivals(  # only the plan reads it
+                    learned, arrivals_s[:n_arrivals], arrivals_d[:n_arrivals],
+                    arrivals_r[:n_arrivals], total_docs)
             plan = planner(tick, inputs)
         decision = decide(tick, inputs, plan)
         # woken when the decision may change (a sensor ticking every few seconds), or at the
