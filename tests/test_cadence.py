@@ -130,6 +130,36 @@ def test_per_doc_traffic_weighs_the_pending_docs(tmp_path):
     assert rates["a"] / rates["b"] > 100
 
 
+def test_an_added_doc_is_worth_its_shards_mean_share_until_request_logs_can_show_it(tmp_path):
+    """Nobody can retrieve a doc the index does not hold yet, so learned shares know nothing of
+    it: it counts at its shard's mean share per doc, not at the tail the top docs leave."""
+    store = StateStore(tmp_path)
+    state = ShardStateStore(store, "chunks")
+    since = pa.array([NOW - timedelta(days=2)] * 2, pa.timestamp("us", "UTC"))
+    state.write_pending_docs("a", pa.table({"doc_id": ["a/new.md", "a/tail.md"], "since": since,
+                                            "change": ["added", "modified"]}))
+    shards = [summary("a", 100, 2, 2.0)]
+    counts = pa.table({"shard": ["a", "a", "a"], "doc_id": ["a/hot.md", "a/tail.md", "a/x.md"],
+                       "retrievals": [800_000, 100_000, 100_000]})
+    write_traffic(store, bounded(counts, top_k=1))  # a/hot.md keeps its own share
+    mix = 100 / (1_000_000 + 100)
+    rate = decide(shards, NOW, 5.0, store, state=state).verdicts[0].stale_rate
+    mean, tail = 1.0 / 100, 0.2 / 99  # a's share over its 100 docs; the rest over 99
+    assert rate == pytest.approx((1 - mix) * (mean + tail) + mix * 2 / 100)
+    # an older pending-docs file (no `change` kept): every doc at its measured share
+    state.write_pending_docs("a", pa.table({"doc_id": ["a/new.md", "a/tail.md"],
+                                            "since": since}))
+    assert state.read_pending_docs("a")["change"].null_count == 2
+    rate = decide(shards, NOW, 5.0, store, state=state).verdicts[0].stale_rate
+    assert rate == pytest.approx((1 - mix) * 2 * tail + mix * 2 / 100)
+    # exact shares (given for every doc, as the simulator's known popularity) are taken as given
+    write_traffic(store, Traffic({"a": 1.0}, {"a": {"a/hot.md": 0.8, "a/new.md": 0.1}}))
+    state.write_pending_docs("a", pa.table({"doc_id": ["a/new.md", "a/tail.md"], "since": since,
+                                            "change": ["added", "modified"]}))
+    rate = decide(shards, NOW, 5.0, store, state=state).verdicts[0].stale_rate
+    assert rate == pytest.approx(0.1 + 0.1 / 98)
+
+
 def test_an_old_per_shard_traffic_file_is_still_read(tmp_path):
     store = StateStore(tmp_path)
     store.write_json({"a": 0.7, "b": 0.3}, "traffic", "shares.json")

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 
 from freshness.index.base import PointRecord
 from freshness.integrity.verify import verify
+from freshness.pipeline.detect import detect
 from freshness.pipeline.search import search
 from freshness.pipeline.sync import sync
 from freshness.sources import TableSource
@@ -40,9 +41,13 @@ def test_initial_index_then_edit_add_delete(corpus, make_runtime):
     assert counts(edit)["chunks_retired"] == 1
     assert counts(edit)["docs_modified"] == 1
 
-    # Add and delete.
+    # Add and delete: detection records how each pending doc changed (the policy reads it).
     (corpus / "beta" / "kites.md").write_text("Kites fly high when the wind blows.")
     (corpus / "alpha" / "pears.md").unlink()
+    detect(rt)
+    pending = {s: rt.shard_state().read_pending_docs(s).to_pylist() for s in ("alpha", "beta")}
+    assert [(p["doc_id"], p["change"]) for p in pending["alpha"] + pending["beta"]] == [
+        ("alpha/pears.md", "deleted"), ("beta/kites.md", "added")]
     change = sync(rt)
     c = counts(change)
     assert (c["docs_added"], c["docs_deleted"], c["chunks_embedded"]) == (1, 1, 1)

@@ -71,12 +71,14 @@ class PendingSummary:
 def _pending_since(changes: pa.Table, scanned_at: datetime,
                    previous: pa.Table | None) -> pa.Table:
     """Per pending doc, when it first changed as far as we know: its update time (deletes: the
-    scan time), or an earlier time seen pending by a previous poll of the same version."""
+    scan time), or an earlier time seen pending by a previous poll of the same version; and
+    how (`change`: added, modified or deleted, against the manifest)."""
     previous = previous if previous is not None else PENDING_DOCS_SCHEMA.empty_table()
     with registered(changes=changes, previous=previous) as con:
         return con.sql(
             """SELECT c.doc_id, least(coalesce(c.updated_at, ?::TIMESTAMPTZ),
-                                      coalesce(p.since, c.updated_at, ?::TIMESTAMPTZ)) AS since
+                                      coalesce(p.since, c.updated_at, ?::TIMESTAMPTZ)) AS since,
+                      c.change
                FROM changes c LEFT JOIN previous p USING (doc_id)
                WHERE c.change IN ('added', 'modified', 'deleted') ORDER BY c.doc_id""",
             params=[scanned_at, scanned_at]).to_arrow_table().cast(PENDING_DOCS_SCHEMA)

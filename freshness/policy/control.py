@@ -114,6 +114,17 @@ def arrival_mass(changed: np.ndarray | float, shard_share: np.ndarray | float,
     return changed * np.asarray(shard_share, float) / np.maximum(shard_docs, 1)
 
 
+def pending_doc_shares(measured: np.ndarray, added: np.ndarray,
+                       shard_share: np.ndarray | float, shard_docs: np.ndarray | float
+                       ) -> np.ndarray:
+    """What each pending doc is worth to the loop when shares are learned from request logs:
+    its measured share, but a doc the index does not hold yet (an add) is in no request log,
+    so nothing was measured of it (the traffic file gives it its shard's remainder, the tail
+    the top docs leave): it is worth its shard's mean share per doc, as a change is to the plan
+    (`arrival_mass`). Exact shares (the simulator's known popularity) need no such guess."""
+    return np.where(added, arrival_mass(1.0, shard_share, shard_docs), measured)
+
+
 def pending_rate(measured: np.ndarray | float, pending_docs: np.ndarray | float,
                  total_docs: float, retrievals: float | None = None) -> np.ndarray | float:
     """The stale rate the loop counts for pending docs: their measured retrieval share (Σ q_d)

@@ -49,6 +49,7 @@ from freshness.policy.control import (
     LoopPlan,
     arrival_mass,
     decide,
+    pending_doc_shares,
     pending_rate,
     plan_threshold,
 )
@@ -156,7 +157,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                     pending[d] = True
                     pending_list[s].append(d)
                     count[s] += 1
-                    rate[s] += q[d]
+                    rate[s] += q[d] if learned is None or indexed[d] or not alive[d] else \
+                        float(pending_doc_shares(q[d], True, share[s], docs_now[s]))  # an add
                     if not oldest[s] <= change_days[e]:
                         oldest[s] = change_days[e]
                 seen[doc_shard[c]] = change_days[e]  # the source's own time (its updated_at)
@@ -173,7 +175,10 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             p += 1
         if learned is not None and learned.advance(math.floor(now), indexed, alive):  # a day ended
             q, share = learned.q, learned.shard_share
-            rate = np.bincount(log.doc_shard[pending], weights=q[pending],  # (float even
+            worth = pending_doc_shares(q[pending], alive[pending] & ~indexed[pending],
+                                       share[log.doc_shard[pending]],
+                                       docs_now[log.doc_shard[pending]])
+            rate = np.bincount(log.doc_shard[pending], weights=worth,  # (float even
                                minlength=shards).astype(float)  # with nothing pending)
         known = learned.known() if learned is not None and touched else None
         for d in sorted(touched):  # what the poll's rate history row counts, and records

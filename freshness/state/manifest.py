@@ -37,9 +37,18 @@ MANIFEST_SCHEMA = pa.schema(
 HISTORY_SCHEMA = pa.schema(
     list(MANIFEST_SCHEMA) + [("superseded_at", TS), ("retired_at", TS)]
 )
-PENDING_DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("since", TS)])
+# per pending doc: since when, and how it changed (added / modified / deleted; null in files
+# written before the column was kept)
+PENDING_DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("since", TS), ("change", pa.string())])
 KEEP_OLD_VERSIONS = 1
 log = logging.getLogger("freshness.state.manifest")
+
+
+def _pending_docs(table: pa.Table) -> pa.Table:
+    """A pending-docs table in PENDING_DOCS_SCHEMA (`change` null where it was not kept)."""
+    if "change" not in table.column_names:
+        table = table.append_column("change", pa.nulls(table.num_rows, pa.string()))
+    return table.select(PENDING_DOCS_SCHEMA.names).cast(PENDING_DOCS_SCHEMA)
 
 
 @dataclass
@@ -151,8 +160,9 @@ class ShardStateStore:
         self.store.write_json(pending, *self._dir(shard), layout.PENDING_FILE)
 
     def write_pending_docs(self, shard: str, pending: pa.Table) -> None:
-        """Per pending doc, since when (the sync stamps retired versions with it)."""
-        self.store.write_table(pending.cast(PENDING_DOCS_SCHEMA), *self._dir(shard),
+        """Per pending doc, since when (the sync stamps retired versions with it) and how it
+        changed (the policy weighs a doc the index does not hold yet by its shard)."""
+        self.store.write_table(_pending_docs(pending), *self._dir(shard),
                                "pending_docs.parquet")
 
     def read_pending_docs(self, shard: str) -> pa.Table | None:
@@ -160,7 +170,7 @@ class ShardStateStore:
         (detection rebuilds the file, so a damaged one never blocks the shard)."""
         try:
             table = self.store.read_table(*self._dir(shard), "pending_docs.parquet")
-            return None if table is None else table.cast(PENDING_DOCS_SCHEMA)
+            return None if table is None else _pending_docs(table)
         except (StateError, KeyError, ValueError, pa.ArrowInvalid) as exc:
             log.warning("ignoring unreadable pending_docs.parquet of shard %s: %s", shard, exc)
             return None
