@@ -15,11 +15,12 @@ import pytest
 from freshness.pipeline.sync import sync
 from freshness.policy import cadence
 from freshness.policy.control import LoopConfig, plan_threshold
+from freshness.policy.learned_traffic import LearnedShares
 from freshness.policy.planner import CostModel
 from freshness.policy.simulator import ChangeLog, adaptive, evaluate
 from freshness.sources import ReplaySource
 from freshness.state.runs import load_runs, run_cost_of
-from freshness.state.traffic import Traffic, write_traffic
+from freshness.state.traffic import Traffic, record_days, write_traffic
 from freshness.util.timeutil import DAY_S, as_utc
 from sensors.source_change_sensor import policy_tick
 from tests.test_recency_vs_simulator import (
@@ -34,6 +35,7 @@ from tests.test_recency_vs_simulator import (
 TICK_DAYS = 1.5
 BUDGET = 1e6  # ample: the credit never binds, so measured run costs cannot tell the two apart
 TOKENS_PER_DAY = 25.0  # tight: the loop's plan wants more runs than the tokens allow
+RETRIEVALS_PER_DAY = 200.0  # the learned-shares replay's query stream
 
 
 class Fixed:
@@ -242,3 +244,59 @@ def test_the_plan_weighs_each_change_as_its_poll_saw_the_shard(tmp_path, make_ru
         sensor, simulated = plan_threshold(config, inputs), plan_threshold(config, last)
         assert 0 < sensor.threshold < math.inf, (budget, sensor)
         assert sensor.threshold == pytest.approx(simulated.threshold, rel=1e-9), budget
+
+
+def test_sensor_decisions_match_the_simulator_when_shares_are_learned(tmp_path, make_runtime):
+    """Shares learned from request logs, as a deployment learns them: before each tick the days
+    of retrievals a query stream drew over the docs the sensor's index holds are written through
+    `record_days` (what recency keeps), and the simulator, learning from the same seeded stream
+    (`LearnedShares`), makes the same decisions under a binding credit. Shard `c` is added on
+    day 3 and grows on day 7: its adds are pending while the index does not hold them, and both
+    weigh them at the shard's mean share per doc (`pending_doc_shares`)."""
+    rng = np.random.default_rng(5)
+    paths, snapshot, replay, horizon = write_changing_shards_log(tmp_path, rng)
+    log = ChangeLog.from_parquet(str(snapshot), str(replay), popularity=zipf_popularity(paths),
+                                 start=T0.timestamp())
+    source = ReplaySource(snapshot, replay, as_of_seq=0)
+    rt = make_runtime(source=source, budget_gpu_seconds_per_day=TOKENS_PER_DAY,
+                      cost_unit="tokens")
+    index = {d: i for i, d in enumerate(log.doc_ids)}
+    stream = LearnedShares(log, RETRIEVALS_PER_DAY, seed=11)  # what the request logs show
+    pending_adds = []
+
+    def request_logs(at):
+        day = (at - T0) // timedelta(days=1)
+        alive = np.zeros(len(log.doc_ids), bool)
+        alive[log.initial_docs] = True
+        for t, d, gone in zip(log.times, log.docs, log.deletes):
+            if t <= (at - T0).total_seconds():
+                alive[d] = not gone
+        indexed = np.zeros(len(log.doc_ids), bool)
+        state = rt.shard_state()
+        for shard in state.shards():
+            indexed[[index[d] for d in state.load(shard).chunks["doc_id"].to_pylist()]] = True
+        pending_adds.append(int((alive & ~indexed).sum()) if stream.day else 0)
+        if not stream.advance(day, indexed & alive, alive):
+            return
+        rows = [(T0.date() + timedelta(days=stream.day - len(stream.counts) + k),
+                 log.shard_names[log.doc_shard[d]], log.doc_ids[d], int(n))
+                for k, counts in enumerate(stream.counts) for d, n in enumerate(counts) if n]
+        record_days(rt.store, pa.table(
+            {"day": pa.array([r[0] for r in rows], pa.date32()), "shard": [r[1] for r in rows],
+             "doc_id": [r[2] for r in rows], "retrievals": pa.array([r[3] for r in rows])}))
+
+    assert sync(rt, now=T0 - timedelta(hours=1)).ok
+    ticks, decided = replay_through_sensor(rt, source, horizon, before_tick=request_logs)
+    assert max(pending_adds) > 0  # adds were pending while the shares were learned
+    records = [{**r, "day": (as_utc(r["finished_at"]) - T0).total_seconds() / DAY_S}
+               for r in load_runs(rt.store)]
+    poll_s = np.array([(t - T0).total_seconds() for t in ticks])
+    assert [r["shards"] for r in records if not r["chunks_embedded"]] == [[]]  # b retired
+    times, shards = adaptive(log, LoopConfig(TOKENS_PER_DAY, CostModel()), poll_times=poll_s,
+                             replan_days=0.0, realized=records,
+                             learned=LearnedShares(log, RETRIEVALS_PER_DAY, seed=11))
+    simulated = [(float(t), [log.shard_names[i] for i in s]) for t, s in zip(times, shards)]
+    assert decided == simulated and len(decided) >= 3, (decided, simulated)
+    ample, _ = adaptive(log, LoopConfig(BUDGET, CostModel()), poll_times=poll_s,
+                        replan_days=0.0, learned=LearnedShares(log, RETRIEVALS_PER_DAY, seed=11))
+    assert len(decided) < len(ample)  # the credit did bind

@@ -87,7 +87,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     Runs cost what the cost model predicts, unless `realized` gives what a deployment's runs
     cost (its run records, `cost` and `chunks_embedded`, in order; those with `day` ≤ the first
     poll, in days since the log's start, ran before the replay): then the k-th run of the replay
-    charges the k-th later record's cost, and every decision learns its cost model from the
+    charges the k-th later record that names shards (one naming none, a shard's retirement, is
+    counted when the replay reaches its day), and every decision learns its cost model from the
     records before it, as the sensor does (`costs.learned_costs`).
 
     The loop knows the log's popularity exactly (in the bounded form recency writes), unless
@@ -173,6 +174,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             g += 1
         if now == poll:
             p += 1
+        while upcoming and not upcoming[0].get("shards") and upcoming[0]["day"] <= now:
+            _charge(upcoming.pop(0), records, run_t, run_c)  # a retirement: no loop run
         if learned is not None and learned.advance(math.floor(now), indexed, alive):  # a day ended
             q, share = learned.q, learned.shard_share
             worth = pending_doc_shares(q[pending], alive[pending] & ~indexed[pending],
@@ -190,7 +193,7 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                 arrivals_r[n_arrivals] = share[s] if known is None or known[s] else np.nan
                 n_arrivals += 1
         touched.clear()
-        total_docs = float(np.maximum(docs_now, 1).sum())
+        total_docs = float(docs_now[docs_now > 0].sum()) or 1.0  # the shards listed now
         # exact shares (an unbounded query stream) mix in no prior; learned ones do
         weighed = pending_rate(rate, count, total_docs,
                                None if learned is None else learned.retrievals)
@@ -220,8 +223,9 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             if realized is None:
                 run_t.append(now)
                 run_c.append(decision.run_cost_s)
-            elif upcoming:
-                _charge({**upcoming.pop(0), "day": now}, records, run_t, run_c)
+            elif any(r.get("shards") for r in upcoming):  # the next record of a loop's run
+                k = next(k for k, r in enumerate(upcoming) if r.get("shards"))
+                _charge({**upcoming.pop(k), "day": now}, records, run_t, run_c)
             else:
                 raise ValueError("the replay makes more runs than `realized` records")
             ran_at.append(now)
