@@ -18,7 +18,20 @@ from freshness.state.traffic import (
     doc_shares,
     read_traffic,
     record_days,
+    top_docs,
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0]), max_size=40), st.integers(0, 45),
+       st.randoms(use_true_random=False))
+def test_the_top_docs_are_the_first_of_the_full_order(counts, top_k, rnd):
+    """`top_docs` partitions before it sorts: the same docs, in the same order, as sorting all
+    of them by (most retrieved, rank), ties at the cut included; none nobody retrieved."""
+    counts = np.array(counts)
+    rank = np.array(rnd.sample(range(len(counts)), len(counts)), dtype=np.int64)
+    order = np.lexsort((rank, -counts))[:top_k]
+    assert top_docs(counts, top_k, rank).tolist() == order[counts[order] > 0].tolist()
 
 
 def day_counts(day: date, rows: list[tuple[str, str, int]]) -> pa.Table:

@@ -55,9 +55,13 @@ def top_docs(counts: np.ndarray, top_k: int = TOP_K, rank: np.ndarray | None = N
     """Indices of the docs that keep their own share: the `top_k` most retrieved, none that
     nobody retrieved; ties go to the lower `rank` (default: the position; the files' rows are
     in (shard, doc_id) order)."""
-    rank = np.arange(len(counts)) if rank is None else rank
-    order = np.lexsort((rank, -np.asarray(counts, float)))[:top_k]
-    return order[np.asarray(counts)[order] > 0]
+    counts = np.asarray(counts, float)
+    rank = np.arange(len(counts)) if rank is None else np.asarray(rank)
+    keep = np.arange(len(counts))
+    if 0 < top_k < len(counts):  # only docs at least as retrieved as the top_k-th can be in
+        keep = np.flatnonzero(counts >= np.partition(counts, len(counts) - top_k)[-top_k])
+    order = keep[np.lexsort((rank[keep], -counts[keep]))][:top_k]
+    return order[counts[order] > 0]
 
 
 def doc_shares(counts: np.ndarray, doc_shard: np.ndarray, shard_docs: np.ndarray,
