@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     # stop on SIGTERM (docker stop, Kubernetes, a supervisor) even when the parent process
     # ignored it: an ignored signal is inherited across exec
     signal.signal(signal.SIGTERM, _stop)
-    print(f"serving {server.embedder.spec.name} on {server.url}", flush=True)
-    try:
+    try:  # from the "serving" line on (a supervisor may stop us as soon as it reads it)
+        print(f"serving {server.embedder.spec.name} on {server.url}", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
