@@ -20,8 +20,8 @@ from freshness.policy.control import (
     LoopDecision,
     LoopInputs,
     arrival_mass,
-    pending_doc_shares,
     pending_rate,
+    pending_share,
 )
 from freshness.policy.control import decide as loop_decide
 from freshness.policy.costs import learned_costs
@@ -86,7 +86,7 @@ def _days(value: datetime) -> float:
 def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | None,
                traffic: Traffic | None) -> np.ndarray:
     """Per shard, Σ retrieval share of its pending docs (per-doc traffic when known; an added
-    doc at its shard's mean share per doc, `pending_doc_shares`)."""
+    doc at its shard's mean share per doc, `pending_share`)."""
     total_docs = sum(max(s.docs, 1) for s in summaries) or 1
     rates = []
     for s in summaries:
@@ -101,9 +101,9 @@ def _doc_rates(summaries: Sequence[PendingSummary], state: ShardStateStore | Non
         # exact shares (no request-log count: given, not measured) name every doc already
         added = pc.fill_null(pc.equal(table["change"], "added"), False).to_numpy(
             zero_copy_only=False) & (traffic.retrievals is not None)
-        measured = float(pending_doc_shares(
-            traffic.doc_weights(s.shard, table["doc_id"].to_pylist(), max(s.docs, 1)), added,
-            traffic.shards.get(s.shard, 0.0), s.docs).sum())
+        shares = traffic.doc_weights(s.shard, table["doc_id"].to_pylist(), max(s.docs, 1))
+        measured = float(pending_share(shares[~added].sum(), int(added.sum()),
+                                       traffic.shards.get(s.shard, 0.0), s.docs))
         rates.append(float(pending_rate(measured, s.pending_docs, total_docs,
                                         traffic.retrievals)))
     return np.array(rates, dtype=float)

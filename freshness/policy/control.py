@@ -114,15 +114,16 @@ def arrival_mass(changed: np.ndarray | float, shard_share: np.ndarray | float,
     return changed * np.asarray(shard_share, float) / np.maximum(shard_docs, 1)
 
 
-def pending_doc_shares(measured: np.ndarray, added: np.ndarray,
-                       shard_share: np.ndarray | float, shard_docs: np.ndarray | float
-                       ) -> np.ndarray:
-    """What each pending doc is worth to the loop when shares are learned from request logs:
-    its measured share, but a doc the index does not hold yet (an add) is in no request log,
-    so nothing was measured of it (the traffic file gives it its shard's remainder, the tail
-    the top docs leave): it is worth its shard's mean share per doc, as a change is to the plan
+def pending_share(measured: np.ndarray | float, adds: np.ndarray | float,
+                  shard_share: np.ndarray | float, shard_docs: np.ndarray | float
+                  ) -> np.ndarray | float:
+    """Σ retrieval share of a shard's pending docs when shares are learned from request logs:
+    the `measured` shares of the pending docs the index holds (and of deletions), plus its
+    `adds`, docs the index does not hold yet: they are in no request log, so nothing was
+    measured of them (the traffic file gives them the shard's remainder, the tail the top docs
+    leave), and each is worth the shard's mean share per doc, as a change is to the plan
     (`arrival_mass`). Exact shares (the simulator's known popularity) need no such guess."""
-    return np.where(added, arrival_mass(1.0, shard_share, shard_docs), measured)
+    return measured + arrival_mass(adds, shard_share, shard_docs)
 
 
 def pending_rate(measured: np.ndarray | float, pending_docs: np.ndarray | float,

@@ -49,8 +49,8 @@ from freshness.policy.control import (
     LoopPlan,
     arrival_mass,
     decide,
-    pending_doc_shares,
     pending_rate,
+    pending_share,
     plan_threshold,
 )
 from freshness.policy.costs import learned_costs
@@ -99,7 +99,9 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
     pending = np.zeros(len(q), bool)
     pending_list: list[list[int]] = [[] for _ in range(shards)]
     count = np.zeros(shards)
-    rate = np.zeros(shards)
+    rate = np.zeros(shards)  # per shard: Σ q_d of its pending docs (learned: but the adds)
+    adds = np.zeros(shards)  # learned shares: its pending docs the index does not hold yet
+    learn_adds = learned is not None
     oldest = np.full(shards, np.nan)
     last_run = np.full(shards, np.nan)
     arrivals_t = np.zeros(len(log.times))
@@ -148,20 +150,27 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             for c in range(offsets[e], offsets[e + 1]):
                 d = docs[c]
                 touched.add(d)
+                s = doc_shard[c]
+                was_add = pending[d] and learn_adds and alive[d] and not indexed[d]
                 if alive[d] == deletes[c]:  # an add or a delete: the shard's doc count moves
                     alive[d] = not deletes[c]
-                    docs_now[doc_shard[c]] += -1 if deletes[c] else 1
+                    docs_now[s] += -1 if deletes[c] else 1
                     if learned is None:  # (learned: the traffic file moves at the day's end)
-                        share[doc_shard[c]] += -q[d] if deletes[c] else q[d]
+                        share[s] += -q[d] if deletes[c] else q[d]
+                is_add = learn_adds and alive[d] and not indexed[d]
                 if not pending[d]:
-                    s = doc_shard[c]
                     pending[d] = True
                     pending_list[s].append(d)
                     count[s] += 1
-                    rate[s] += q[d] if learned is None or indexed[d] or not alive[d] else \
-                        float(pending_doc_shares(q[d], True, share[s], docs_now[s]))  # an add
+                    if is_add:
+                        adds[s] += 1
+                    else:
+                        rate[s] += q[d]
                     if not oldest[s] <= change_days[e]:
                         oldest[s] = change_days[e]
+                elif was_add != is_add:  # a pending add deleted, or re-added
+                    adds[s] += 1 if is_add else -1
+                    rate[s] = max(rate[s] + (-q[d] if is_add else q[d]), 0.0)
                 seen[doc_shard[c]] = change_days[e]  # the source's own time (its updated_at)
             e += 1
         while g < len(gone) and gone_days[g] <= now:  # the sensor retires a shard gone whole
@@ -170,7 +179,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                 pending[d] = False
             pending_list[s] = []
             indexed[log.doc_shard == s] = False
-            count[s], rate[s], oldest[s], seen[s], never[s] = 0, 0.0, np.nan, np.nan, True
+            count[s], rate[s], adds[s], oldest[s], seen[s], never[s] = \
+                0, 0.0, 0, np.nan, np.nan, True
             g += 1
         if now == poll:
             p += 1
@@ -178,11 +188,11 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             _charge(upcoming.pop(0), records, run_t, run_c)  # a retirement: no loop run
         if learned is not None and learned.advance(math.floor(now), indexed, alive):  # a day ended
             q, share = learned.q, learned.shard_share
-            worth = pending_doc_shares(q[pending], alive[pending] & ~indexed[pending],
-                                       share[log.doc_shard[pending]],
-                                       docs_now[log.doc_shard[pending]])
-            rate = np.bincount(log.doc_shard[pending], weights=worth,  # (float even
+            add = pending & alive & ~indexed
+            held = pending & ~add
+            rate = np.bincount(log.doc_shard[held], weights=q[held],  # (float even
                                minlength=shards).astype(float)  # with nothing pending)
+            adds = np.bincount(log.doc_shard[add], minlength=shards).astype(float)
         known = learned.known() if learned is not None and touched else None
         for d in sorted(touched):  # what the poll's rate history row counts, and records
             if alive[d]:
@@ -195,7 +205,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         touched.clear()
         total_docs = float(docs_now[docs_now > 0].sum()) or 1.0  # the shards listed now
         # exact shares (an unbounded query stream) mix in no prior; learned ones do
-        weighed = pending_rate(rate, count, total_docs,
+        measured = rate if learned is None else pending_share(rate, adds, share, docs_now)
+        weighed = pending_rate(measured, count, total_docs,
                                None if learned is None else learned.retrievals)
         # the quiet time runs from the newest change of a shard the source lists
         last_change = float(np.nanmax(seen)) if not np.isnan(seen).all() else None
@@ -235,7 +246,7 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                     pending[d] = False
                     indexed[d] = alive[d]
                 pending_list[s] = []
-            count[ran], rate[ran], oldest[ran], last_run[ran] = 0, 0.0, np.nan, now
+            count[ran], rate[ran], adds[ran], oldest[ran], last_run[ran] = 0, 0.0, 0, np.nan, now
             never[ran] = False
             wake = now  # decide again: shards held back by min_interval may wait on a deadline
     return np.array(ran_at) * DAY_S, run_shards
