@@ -57,13 +57,14 @@ def write_known_traffic(rt, log: ChangeLog) -> None:
          for i, s in enumerate(log.shard_names)}))
 
 
-def replay_through_sensor(rt, source: ReplaySource, horizon: float, before_tick=None):
-    """Tick the real sensor every TICK_DAYS over the replayed source and run what it asks for
+def replay_through_sensor(rt, source: ReplaySource, horizon: float, before_tick=None,
+                          tick_days: float = TICK_DAYS):
+    """Tick the real sensor every `tick_days` over the replayed source and run what it asks for
     (one batched run: what the run's asset does, at the replay clock): (ticks, decisions as
     (seconds since T0, shards)). `before_tick(at)`: called before each tick."""
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("shards", ["a", "b", "c"])
-    ticks = [T0 + timedelta(days=TICK_DAYS * k) for k in range(int(horizon // TICK_DAYS) + 1)]
+    ticks = [T0 + timedelta(days=tick_days * k) for k in range(int(horizon // tick_days) + 1)]
     cursor, decided = None, []
     for at in ticks:
         source.seek(at=at)
@@ -168,17 +169,19 @@ def test_sensor_decisions_match_the_simulator_under_a_binding_credit(tmp_path, m
     assert (spent <= budget * np.array([r["day"] for r in records[1:]]) + 1e-9).all()
 
 
-def write_changing_shards_log(folder, rng):
+def write_changing_shards_log(folder, rng, grows_on: float = 7.0, apart: float = 0.0):
     """Shards whose size moves: `a` steady, `b` removed whole on day 12, `c` added on day 3
-    and growing; edits everywhere while the docs exist."""
+    and growing by three docs from day `grows_on`, `apart` days apart; edits everywhere while
+    the docs exist."""
     docs = {"a": [f"a/doc{i}.md" for i in range(8)], "b": [f"b/doc{i}.md" for i in range(8)],
             "c": [f"c/doc{i}.md" for i in range(8)]}
     snapshot = [(0, T0, p, p[0], "add", f"{p} version 0") for p in docs["a"] + docs["b"]]
-    events = [(3.0, p, "add") for p in docs["c"][:5]] + [(7.0, p, "add") for p in docs["c"][5:]]
+    events = [(3.0, p, "add") for p in docs["c"][:5]] + [(grows_on + k * apart, p, "add")
+                                                          for k, p in enumerate(docs["c"][5:])]
     events += [(12.0, p, "delete") for p in docs["b"]]
     for t in rng.uniform(0.1, 19.5, 40):
         alive = docs["a"] + (docs["b"] if t < 12 else []) + \
-            (docs["c"][:5] if t > 3 else []) + (docs["c"][5:] if t > 7 else [])
+            (docs["c"][:5] if t > 3 else []) + (docs["c"][5:] if t > grows_on + 2 * apart else [])
         events.append((float(t), str(rng.choice(alive)), "modify"))
     events.sort()
     changes = [(k + 1, T0 + timedelta(days=t), p, p[0], op,
@@ -246,15 +249,19 @@ def test_the_plan_weighs_each_change_as_its_poll_saw_the_shard(tmp_path, make_ru
         assert sensor.threshold == pytest.approx(simulated.threshold, rel=1e-9), budget
 
 
-def test_sensor_decisions_match_the_simulator_when_shares_are_learned(tmp_path, make_runtime):
+def test_sensor_decisions_match_the_simulator_when_shares_are_learned(tmp_path, make_runtime,
+                                                                     monkeypatch):
     """Shares learned from request logs, as a deployment learns them: before each tick the days
     of retrievals a query stream drew over the docs the sensor's index holds are written through
     `record_days` (what recency keeps), and the simulator, learning from the same seeded stream
     (`LearnedShares`), makes the same decisions under a binding credit. Shard `c` is added on
     day 3 and grows on day 7: its adds are pending while the index does not hold them, and both
-    weigh them at the shard's mean share per doc (`pending_doc_shares`)."""
+    weigh them at the shard's mean share per doc (`pending_share`). Ticks every half day, so
+    some see adds made since the last day's end: the pending stale rates are the same at every
+    tick, not only the decisions."""
     rng = np.random.default_rng(5)
-    paths, snapshot, replay, horizon = write_changing_shards_log(tmp_path, rng)
+    paths, snapshot, replay, horizon = write_changing_shards_log(tmp_path, rng, grows_on=7.2,
+                                                                 apart=0.1)
     log = ChangeLog.from_parquet(str(snapshot), str(replay), popularity=zipf_popularity(paths),
                                  start=T0.timestamp())
     source = ReplaySource(snapshot, replay, as_of_seq=0)
@@ -285,18 +292,37 @@ def test_sensor_decisions_match_the_simulator_when_shares_are_learned(tmp_path, 
             {"day": pa.array([r[0] for r in rows], pa.date32()), "shard": [r[1] for r in rows],
              "doc_id": [r[2] for r in rows], "retrievals": pa.array([r[3] for r in rows])}))
 
+    sensor_rates, simulated_rates = {}, {}
+
+    def sensor_loop(config, inputs, plan=None):  # what the sensor's tick decides on
+        sensor_rates.setdefault(round(inputs.now_days - T0.timestamp() / DAY_S, 6),
+                                dict(zip(inputs.shards, inputs.pending_rate)))
+        return loop_decide(config, inputs, plan)
+
+    def simulated_plan(config, inputs):
+        simulated_rates.setdefault(round(inputs.now_days, 6),
+                                   dict(zip(inputs.shards, inputs.pending_rate)))
+        return plan_threshold(config, inputs)
+
+    loop_decide = cadence.loop_decide
+    monkeypatch.setattr(cadence, "loop_decide", sensor_loop)
     assert sync(rt, now=T0 - timedelta(hours=1)).ok
-    ticks, decided = replay_through_sensor(rt, source, horizon, before_tick=request_logs)
+    ticks, decided = replay_through_sensor(rt, source, horizon, before_tick=request_logs,
+                                           tick_days=0.5)
     assert max(pending_adds) > 0  # adds were pending while the shares were learned
     records = [{**r, "day": (as_utc(r["finished_at"]) - T0).total_seconds() / DAY_S}
                for r in load_runs(rt.store)]
     poll_s = np.array([(t - T0).total_seconds() for t in ticks])
     assert [r["shards"] for r in records if not r["chunks_embedded"]] == [[]]  # b retired
     times, shards = adaptive(log, LoopConfig(TOKENS_PER_DAY, CostModel()), poll_times=poll_s,
-                             replan_days=0.0, realized=records,
+                             replan_days=0.0, realized=records, planner=simulated_plan,
                              learned=LearnedShares(log, RETRIEVALS_PER_DAY, seed=11))
     simulated = [(float(t), [log.shard_names[i] for i in s]) for t, s in zip(times, shards)]
     assert decided == simulated and len(decided) >= 3, (decided, simulated)
+    assert sensor_rates.keys() == simulated_rates.keys()
+    for day, rates in sensor_rates.items():
+        assert simulated_rates[day] == pytest.approx(  # shards not listed: nothing pending
+            {**dict.fromkeys(simulated_rates[day], 0.0), **rates}, rel=1e-9, abs=1e-12), day
     ample, _ = adaptive(log, LoopConfig(BUDGET, CostModel()), poll_times=poll_s,
                         replan_days=0.0, learned=LearnedShares(log, RETRIEVALS_PER_DAY, seed=11))
     assert len(decided) < len(ample)  # the credit did bind
