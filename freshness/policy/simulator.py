@@ -171,7 +171,7 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                 elif was_add != is_add:  # a pending add deleted, or re-added
                     adds[s] += 1 if is_add else -1
                     rate[s] = max(rate[s] + (-q[d] if is_add else q[d]), 0.0)
-                seen[doc_shard[c]] = change_days[e]  # the source's own time (its updated_at)
+                seen[s] = change_days[e]  # the source's own time (its updated_at)
             e += 1
         while g < len(gone) and gone_days[g] <= now:  # the sensor retires a shard gone whole
             s = gone[g]  # (outside the budget): nothing of it is pending, and if it comes
@@ -234,11 +234,11 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             if realized is None:
                 run_t.append(now)
                 run_c.append(decision.run_cost_s)
-            elif any(r.get("shards") for r in upcoming):  # the next record of a loop's run
-                k = next(k for k, r in enumerate(upcoming) if r.get("shards"))
+            else:  # the next record of a loop's run (one naming shards)
+                k = next((k for k, r in enumerate(upcoming) if r.get("shards")), None)
+                if k is None:
+                    raise ValueError("the replay makes more runs than `realized` records")
                 _charge({**upcoming.pop(k), "day": now}, records, run_t, run_c)
-            else:
-                raise ValueError("the replay makes more runs than `realized` records")
             ran_at.append(now)
             run_shards.append(ran)
             for s in ran:
