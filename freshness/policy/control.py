@@ -140,6 +140,8 @@ def pending_rate(measured: np.ndarray | float, pending_docs: np.ndarray | float,
 
 def credit(config: LoopConfig, inputs: LoopInputs) -> float:
     """GPU seconds the loop may still spend: budget accrued over the window, minus spend in it."""
+    if math.isinf(config.budget_gpu_seconds_per_day):  # no budget (a knob set by hand)
+        return math.inf
     window = config.budget_window_days()
     since = max(inputs.now_days - window, inputs.start_days)
     spent = float(inputs.run_cost_s[inputs.run_days >= since].sum())
@@ -271,7 +273,7 @@ def _last_arrival(inputs: LoopInputs) -> float:
 
 def _score(rate: float, inputs: LoopInputs) -> float:
     """Stale retrievals that waiting would cost, by the time already quiet: rate × quiet."""
-    return rate * max(inputs.now_days - _last_arrival(inputs), 0.0)
+    return rate * max(inputs.now_days - _last_arrival(inputs), 0.0) if rate > 0 else 0.0
 
 
 def _next_check(config: LoopConfig, inputs: LoopInputs, plan: LoopPlan, rate: float,

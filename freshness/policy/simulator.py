@@ -25,6 +25,10 @@ schedule:
 - `oracle`: clairvoyant (knows every future change and query), the best batched schedule for its
   spend (dynamic programming over change instants with a Lagrange multiplier on the budget;
   policy/oracle.py);
+- `foresight`: adaptive-fixed told the one thing a causal loop cannot know, when the next change
+  lands (not what it is): decided at each change instant, it runs when a(t) × (time to the next
+  change) reaches K, K calibrated in hindsight — what the wait for the source to fall quiet
+  costs the loop's rule, between adaptive-fixed and the oracle;
 - `immediate`: a run after every change (the ceiling).
 """
 
@@ -65,7 +69,7 @@ __all__ = ["BASELINES", "DEPLOYABLE", "POLICIES", "ChangeLog", "SimResult", "ada
            "compare", "evaluate", "simulate"]
 
 POLICIES = ("adaptive", "adaptive-hindsight", "adaptive-fixed", "uniform", "proportional",
-            "threshold", "uniform-paced", "threshold-paced", "oracle", "immediate")
+            "threshold", "uniform-paced", "threshold-paced", "oracle", "foresight", "immediate")
 BASELINES = ("uniform", "proportional", "threshold")  # knobs calibrated with hindsight
 DEPLOYABLE = ("uniform-paced", "threshold-paced")  # as one could deploy them: the budget as given
 GIVEN_BUDGET = ("adaptive", "oracle", "immediate", *DEPLOYABLE)  # no knob to calibrate
@@ -77,8 +81,8 @@ REPLAN_DAYS = 7.0
 def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None = None,
              replan_days: float = REPLAN_DAYS, top_k: int = TOP_K,
              planner: Callable[[LoopConfig, LoopInputs], LoopPlan] = plan_threshold,
-             realized: Sequence[dict] | None = None, learned: LearnedShares | None = None
-             ) -> tuple[np.ndarray, list[np.ndarray]]:
+             realized: Sequence[dict] | None = None, learned: LearnedShares | None = None,
+             foresight: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
     """Replay the log through `control.decide`, as the sensor calls it: after each change and
     whenever the decision asks to be woken, or only at `poll_times` (seconds) when given. Each
     poll records, as the sensor's rate history does, the docs added or modified since the
@@ -93,7 +97,12 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
 
     The loop knows the log's popularity exactly (in the bounded form recency writes), unless
     `learned` gives the shares a deployment would learn from a sampled query stream (refreshed
-    at each day's end, the loop woken then); the schedule is scored on the popularity alike."""
+    at each day's end, the loop woken then); the schedule is scored on the popularity alike.
+
+    `foresight` (a reference, not a deployable loop): decided only at the change instants, the
+    loop takes the time to the *next* change for the quiet time, so the rule a × quiet ≥ K
+    reads a × (time until the source changes again) ≥ K: it runs at the instant a change lands
+    when nothing follows soon, where the causal loop waits to see the source fall quiet."""
     q = log.known_traffic(top_k) if learned is None else learned.q
     shards = len(log.shard_names)
     pending = np.zeros(len(q), bool)
@@ -124,6 +133,8 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
         run_t.append(0.0)
         run_c.append(0.0)
     times, offsets = log.events()
+    if foresight:
+        poll_times = times
     polls = times / DAY_S if poll_times is None else np.sort(poll_times) / DAY_S
     records: list[dict] = []  # the realized run records the decisions have seen
     upcoming = list(realized or [])
@@ -210,6 +221,9 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                                None if learned is None else learned.retrievals)
         # the quiet time runs from the newest change of a shard the source lists
         last_change = float(np.nanmax(seen)) if not np.isnan(seen).all() else None
+        if foresight:  # as if the source had been quiet as long as it will stay quiet
+            upcoming_change = change_days[e] if e < len(change_days) else math.inf
+            last_change = 2 * now - upcoming_change
         inputs = LoopInputs(log.shard_names, count, weighed, oldest, last_run, never, now, 0.0,
                             np.array(run_t), np.array(run_c), arrivals_t[:n_arrivals],
                             arrivals_m[:n_arrivals], last_change)
@@ -239,7 +253,7 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
                 if k is None:
                     raise ValueError("the replay makes more runs than `realized` records")
                 _charge({**upcoming.pop(k), "day": now}, records, run_t, run_c)
-            ran_at.append(now)
+            ran_at.append(_seconds(now, times, change_days, e))
             run_shards.append(ran)
             for s in ran:
                 for d in pending_list[s]:
@@ -249,7 +263,17 @@ def adaptive(log: ChangeLog, config: LoopConfig, poll_times: np.ndarray | None =
             count[ran], rate[ran], adds[ran], oldest[ran], last_run[ran] = 0, 0.0, 0, np.nan, now
             never[ran] = False
             wake = now  # decide again: shards held back by min_interval may wait on a deadline
-    return np.array(ran_at) * DAY_S, run_shards
+    return np.array(ran_at), run_shards
+
+
+def _seconds(now: float, times: np.ndarray, change_days: np.ndarray, applied: int) -> float:
+    """A run's time in seconds: the change instant it was decided at exactly (days × DAY_S can
+    land an ulp before it, and the evaluator would not count that instant's changes as
+    embedded), else the decision's time, never before a change the run embeds."""
+    if not applied:
+        return now * DAY_S
+    last = float(times[applied - 1])
+    return last if now == change_days[applied - 1] else max(now * DAY_S, last)
 
 
 def _learned_arrivals(learned: LearnedShares, shard: np.ndarray, docs: np.ndarray,
@@ -283,7 +307,8 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
              query_seed: int = 0) -> SimResult:
     """One policy over the whole log. `parameter`: uniform/proportional → interval days,
     threshold → pending docs, adaptive/oracle/uniform-paced/threshold-paced → GPU seconds per
-    day, adaptive-fixed/adaptive-hindsight → the loop's threshold K; immediate ignores it.
+    day, adaptive-fixed/adaptive-hindsight/foresight → the loop's threshold K; immediate ignores
+    it.
     `retrievals_per_day`: the loops that weigh docs by traffic (adaptive, adaptive-fixed,
     adaptive-hindsight) learn the shares from a query stream of that size (seeded by
     `query_seed`), as a deployment does, instead of knowing them."""
@@ -301,6 +326,9 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
     elif policy == "adaptive-fixed":  # the same loop with its threshold K set by hand
         config = config or LoopConfig(math.inf, costs, fixed_threshold=parameter)
         times, shards = adaptive(log, config, poll_times, learned=learned)
+    elif policy == "foresight":  # adaptive-fixed knowing when the next change lands
+        config = config or LoopConfig(math.inf, costs, fixed_threshold=parameter)
+        times, shards = adaptive(log, config, learned=learned, foresight=True)
     elif policy == "adaptive-hindsight":  # K given (by hindsight), the budget's credit on
         config = config or LoopConfig(budget if budget is not None else math.inf, costs)
         times, shards = adaptive(log, config, poll_times, planner=lambda _, inputs: LoopPlan(
@@ -324,7 +352,7 @@ def calibrate(log: ChangeLog, policy: str, budget: float, costs: CostModel,
         return simulate(log, policy, budget, costs, budget, **learning)
     if policy == "threshold":
         low, high = 1.0, float(len(log.times)) + 1
-    elif policy in ("adaptive-fixed", "adaptive-hindsight"):  # K, in retrieval share × days
+    elif policy in ("adaptive-fixed", "adaptive-hindsight", "foresight"):  # K: share × days
         low, high = 1e-9, 10.0
     else:  # interval days: spend falls as the interval grows
         low, high = 1e-4, 4 * log.horizon / DAY_S
