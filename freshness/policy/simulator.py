@@ -310,7 +310,7 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
     day, adaptive-fixed/adaptive-hindsight/foresight → the loop's threshold K; immediate ignores
     it.
     `retrievals_per_day`: the loops that weigh docs by traffic (adaptive, adaptive-fixed,
-    adaptive-hindsight) learn the shares from a query stream of that size (seeded by
+    adaptive-hindsight, foresight) learn the shares from a query stream of that size (seeded by
     `query_seed`), as a deployment does, instead of knowing them."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
