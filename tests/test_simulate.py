@@ -390,8 +390,8 @@ def test_foresight_runs_at_a_change_when_the_gap_to_the_next_is_worth_it():
     # a (share 1/2) pending from day 1, the next change 4 days later: 2 share-days of waiting
     assert (simulate(log, "foresight", 1.9, costs).run_times / DAY_S).tolist() == [1.0, 5.0]
     assert (simulate(log, "foresight", 2.1, costs).run_times / DAY_S).tolist() == [5.0]
+    log, costs = synthetic_log(3), CostModel(10, 0.01, 1)
     for budget in (0.5, 2.0):  # and no schedule at its spend beats the oracle's
-        result = calibrate(synthetic_log(3), "foresight", budget, CostModel(10, 0.01, 1))
-        oracle = simulate(synthetic_log(3), "oracle", result.gpu_seconds_per_day,
-                          CostModel(10, 0.01, 1), budget)
+        result = calibrate(log, "foresight", budget, costs)
+        oracle = simulate(log, "oracle", result.gpu_seconds_per_day, costs, budget)
         assert oracle.stale_share <= result.stale_share + 1e-12

@@ -323,12 +323,12 @@ def simulate(log: ChangeLog, policy: str, parameter: float, costs: CostModel,
     elif policy == "adaptive":
         config = config or LoopConfig(parameter, costs)
         times, shards = adaptive(log, config, poll_times, learned=learned)
-    elif policy == "adaptive-fixed":  # the same loop with its threshold K set by hand
+    elif policy in ("adaptive-fixed", "foresight"):
+        # the same loop with its threshold K set by hand (foresight: told when the next change
+        # lands)
         config = config or LoopConfig(math.inf, costs, fixed_threshold=parameter)
-        times, shards = adaptive(log, config, poll_times, learned=learned)
-    elif policy == "foresight":  # adaptive-fixed knowing when the next change lands
-        config = config or LoopConfig(math.inf, costs, fixed_threshold=parameter)
-        times, shards = adaptive(log, config, learned=learned, foresight=True)
+        times, shards = adaptive(log, config, poll_times, learned=learned,
+                                 foresight=policy == "foresight")
     elif policy == "adaptive-hindsight":  # K given (by hindsight), the budget's credit on
         config = config or LoopConfig(budget if budget is not None else math.inf, costs)
         times, shards = adaptive(log, config, poll_times, planner=lambda _, inputs: LoopPlan(
